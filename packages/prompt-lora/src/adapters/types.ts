@@ -34,6 +34,9 @@ export interface AdapterModule {
   tensors: Record<string, Tensor>;
   alpha?: number;
   doraScale?: Tensor;
+  /** Shape of the target weight when the tensors store it flattened (LoHa/LoKr on a k x k conv without Tucker
+   *  cores: factors are [out, in*kh*kw]). Added by the adapters module; absent means "as the tensors imply". */
+  targetShape?: number[];
 }
 
 export interface Adapter {

@@ -1,0 +1,4 @@
+/** Graph IR, builder and typed ops. */
+export * from "./builder.ts";
+export * from "./ir.ts";
+export * from "./ops/index.ts";

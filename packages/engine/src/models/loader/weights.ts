@@ -1,0 +1,88 @@
+/**
+ * Weights referenced where they lie: a diffusers key is mapped to a tensor of an open safetensors file and
+ * returned as an ExternalTensor {path, offset, byteLength}, which ORT memory-maps; nothing is read or copied.
+ * Every stored tensor handed out is recorded, so a loader can report the tensors no model used.
+ */
+import type { SafetensorsFile } from "../../../../prompt-lora/src/safetensors/index.ts";
+import type { DType, ExternalTensor } from "../../graph/ir.ts";
+import { formatShape } from "../../graph/ir.ts";
+import type { WeightSource } from "../../nn/module.ts";
+import { CheckpointError } from "./errors.ts";
+
+const DTYPES: Record<string, DType> = { F32: "float32", F16: "float16", BF16: "bfloat16", F64: "float64" };
+
+/** Maps a diffusers key of one component to the stored key (undefined: the layout has no place for it). */
+export type KeyMapper = (diffusersKey: string) => string | undefined;
+
+export class FileWeights implements WeightSource {
+  /** Stored keys handed out so far. */
+  readonly used = new Set<string>();
+
+  constructor(
+    readonly file: SafetensorsFile,
+    private readonly mapKey: KeyMapper,
+    private readonly component: string,
+  ) {}
+
+  tensor(key: string, expected: readonly number[]): ExternalTensor {
+    const stored = this.mapKey(key);
+    const where = `${this.component} parameter ${key}`;
+    if (stored === undefined) {
+      throw new CheckpointError(
+        "MISSING_TENSOR",
+        this.file.path,
+        `${where} has no place in this layout`,
+        key,
+      );
+    }
+    const info = this.file.tensors.get(stored);
+    if (!info) {
+      throw new CheckpointError(
+        "MISSING_TENSOR",
+        this.file.path,
+        `${where}: tensor "${stored}" ${formatShape(expected)} is not in the file`,
+        stored,
+      );
+    }
+    const dtype = DTYPES[info.dtype];
+    if (!dtype) {
+      throw new CheckpointError(
+        "BAD_DTYPE",
+        this.file.path,
+        `${where}: dtype ${info.dtype} is not a float type`,
+        stored,
+      );
+    }
+    if (!sameData(info.shape, expected)) {
+      throw new CheckpointError(
+        "SHAPE_MISMATCH",
+        this.file.path,
+        `${where}: tensor "${stored}" has shape ${formatShape(info.shape)}, the model needs ${formatShape(expected)}`,
+        stored,
+      );
+    }
+    this.used.add(stored);
+    return {
+      dtype,
+      shape: [...expected],
+      path: this.file.path,
+      offset: info.fileOffset,
+      byteLength: info.byteLength,
+    };
+  }
+}
+
+/**
+ * Equal shapes, or equal after dropping trailing 1s: the original layout stores the VAE attention projections as
+ * 1x1 convs [C, C, 1, 1] where diffusers has Linear [C, C]; the bytes are identical.
+ */
+function sameData(stored: readonly number[], expected: readonly number[]): boolean {
+  const trim = (s: readonly number[]) => {
+    const out = [...s];
+    while (out.length > 2 && out[out.length - 1] === 1) out.pop();
+    return out;
+  };
+  const a = trim(stored);
+  const b = trim(expected);
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}

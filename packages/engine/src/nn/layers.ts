@@ -1,0 +1,88 @@
+/**
+ * Shared layers with PyTorch semantics, each opening no scope of its own: call them inside
+ * `b.scope(<module path>, ...)` so their parameters ("weight", "bias") get the diffusers key of that module.
+ */
+import type { Value } from "../graph/ir.ts";
+import {
+  add,
+  conv,
+  gemm,
+  instanceNormalization,
+  layerNormalization,
+  mul,
+  reshape,
+  sigmoid,
+} from "../graph/ops/index.ts";
+import { withLora } from "./lora.ts";
+import type { ModuleContext } from "./module.ts";
+
+/** nn.Linear on [..., in] (weight [out, in] used through Gemm transB, never transposed), LoRA-aware. */
+export function linear(ctx: ModuleContext, x: Value, inF: number, outF: number, bias = true): Value {
+  const w = ctx.param("weight", [outF, inF]);
+  const bv = bias ? ctx.param("bias", [outF]) : undefined;
+  const lead = x.shape.slice(0, -1);
+  const x2 = x.shape.length === 2 ? x : reshape(x, [-1, inF]);
+  let y = gemm(x2, w, bv, { transB: true });
+  if (x.shape.length !== 2) y = reshape(y, [...lead, outF]);
+  return withLora(ctx, x, y, { kind: "linear", inFeatures: inF, outFeatures: outF });
+}
+
+export interface Conv2dOptions {
+  kernel: number;
+  stride?: number;
+  /** ONNX pads [top, left, bottom, right]; default `kernel >> 1` on every side. */
+  pads?: number[];
+  bias?: boolean;
+}
+
+/** nn.Conv2d (square kernel), LoRA-aware. */
+export function conv2d(ctx: ModuleContext, x: Value, inC: number, outC: number, o: Conv2dOptions): Value {
+  const k = o.kernel;
+  const stride = o.stride ?? 1;
+  const p = k >> 1;
+  const pads = o.pads ?? [p, p, p, p];
+  const w = ctx.param("weight", [outC, inC, k, k]);
+  const bv = o.bias === false ? undefined : ctx.param("bias", [outC]);
+  const y = conv(x, w, bv, { strides: [stride, stride], pads });
+  return withLora(ctx, x, y, {
+    kind: "conv",
+    inChannels: inC,
+    outChannels: outC,
+    kernel: k,
+    stride,
+    pads,
+  });
+}
+
+/**
+ * nn.GroupNorm on [N, C, ...]: InstanceNormalization over a [N, G, C/G * spatial] view (unit scale, zero shift)
+ * matches PyTorch's per-group statistics and has a gradient rule in autodiff; the per-channel affine follows.
+ * (ONNX GroupNormalization is avoided: no CPU kernel, and opset 18 scales per group.)
+ */
+export function groupNorm(ctx: ModuleContext, x: Value, groups: number, eps: number): Value {
+  const c = x.shape[1];
+  if (c % groups !== 0) ctx.b.fail("GroupNorm", [x], `${c} channels are not divisible into ${groups} groups`);
+  const gamma = ctx.param("weight", [c]);
+  const beta = ctx.param("bias", [c]);
+  const b = ctx.b;
+  const ones = b.constant(new Array(groups).fill(1), x.dtype, [groups]);
+  const zeros = b.constant(new Array(groups).fill(0), x.dtype, [groups]);
+  const grouped = reshape(x, [x.shape[0], groups, -1]);
+  const normed = reshape(instanceNormalization(grouped, ones, zeros, eps), x.shape);
+  const affine = [c, ...x.shape.slice(2).map(() => 1)];
+  return add(mul(normed, reshape(gamma, affine)), reshape(beta, affine));
+}
+
+/** nn.LayerNorm over the last axis. */
+export function layerNorm(ctx: ModuleContext, x: Value, eps: number): Value {
+  const d = x.shape[x.shape.length - 1];
+  return layerNormalization(x, ctx.param("weight", [d]), ctx.param("bias", [d]), {
+    axis: -1,
+    epsilon: eps,
+  })[0];
+}
+
+export const silu = (x: Value): Value => mul(x, sigmoid(x));
+
+/** CLIP's quick_gelu: x * sigmoid(1.702 x). */
+export const quickGelu = (x: Value): Value => mul(x, sigmoid(mul(x, 1.702)));

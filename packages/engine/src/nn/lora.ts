@@ -1,0 +1,61 @@
+/**
+ * The LoRA injection point. Every Linear and Conv2d of the models goes through `withLora`: when the module is in
+ * the context's LoRA targets it adds `scale * up(down(x))`, where down, up and scale are GRAPH INPUTS
+ *   lora.<component>.<module path>.down   Linear [r, in]        Conv [r, in, kh, kw]  (kohya lora_down)
+ *   lora.<component>.<module path>.up     Linear [out, r]       Conv [out, r, 1, 1]   (kohya lora_up)
+ *   lora.<component>.<module path>.scale  float32 []            (alpha / rank x multiplier)
+ * so one graph trains an adapter (down/up are the trainable inputs) and, at inference, runs any stack of adapters
+ * concatenated along the rank axis (scales folded into `up` by the caller, scale = 1) without a rebuild.
+ * A module outside the targets gets no inputs and no nodes.
+ */
+import type { Value } from "../graph/ir.ts";
+import { add, conv, matmul, mul, transpose } from "../graph/ops/index.ts";
+import type { ModuleContext } from "./module.ts";
+
+export interface LoraInputNames {
+  down: string;
+  up: string;
+  scale: string;
+}
+
+/** Graph input names of one module's LoRA. */
+export function loraInputNames(component: string, path: string): LoraInputNames {
+  const base = `lora.${component}.${path}`;
+  return { down: `${base}.down`, up: `${base}.up`, scale: `${base}.scale` };
+}
+
+export type LoraLayer =
+  | { kind: "linear"; inFeatures: number; outFeatures: number }
+  | {
+      kind: "conv";
+      inChannels: number;
+      outChannels: number;
+      kernel: number;
+      stride: number;
+      pads: number[];
+    };
+
+/** `y` plus the module's LoRA branch applied to `x` (the layer's input), or `y` unchanged without a LoRA. */
+export function withLora(ctx: ModuleContext, x: Value, y: Value, layer: LoraLayer): Value {
+  const rank = ctx.loraRank();
+  if (rank <= 0 || !ctx.lora) return y;
+  const names = loraInputNames(ctx.lora.component, ctx.path);
+  const b = ctx.b;
+  const scale = b.input(names.scale, "float32", []);
+  let branch: Value;
+  let down: Value;
+  let up: Value;
+  if (layer.kind === "linear") {
+    down = b.input(names.down, "float32", [rank, layer.inFeatures]);
+    up = b.input(names.up, "float32", [layer.outFeatures, rank]);
+    // Inputs (not initializers) may be transposed: x [.., in] @ down^T [in, r] @ up^T [r, out].
+    branch = matmul(matmul(x, transpose(down, [1, 0])), transpose(up, [1, 0]));
+  } else {
+    down = b.input(names.down, "float32", [rank, layer.inChannels, layer.kernel, layer.kernel]);
+    up = b.input(names.up, "float32", [layer.outChannels, rank, 1, 1]);
+    const s = layer.stride;
+    branch = conv(conv(x, down, undefined, { strides: [s, s], pads: layer.pads }), up);
+  }
+  ctx.loraInputs.push({ path: ctx.path, down, up, scale });
+  return add(y, mul(branch, scale));
+}

@@ -1,0 +1,84 @@
+/**
+ * ModuleContext: what model code needs besides the graph builder. It resolves a parameter by its diffusers key
+ * (scope path + local name, e.g. "down_blocks.0.resnets.0.conv1.weight") against a checkpoint's weights, checks
+ * its shape, and knows which Linear / Conv2d modules carry a LoRA (see lora.ts).
+ *
+ * Model code opens scopes with `b.scope("down_blocks.0", ...)` exactly like the diffusers module tree, so the
+ * initializer names equal the diffusers state-dict keys and LoRA graph inputs get their names for free.
+ */
+import type { GraphBuilder } from "../graph/builder.ts";
+import type { TensorSource, Value } from "../graph/ir.ts";
+import { formatShape } from "../graph/ir.ts";
+import { cast } from "../graph/ops/index.ts";
+
+/** Where a component's parameters come from (a checkpoint component, or in-memory tensors in tests). */
+export interface WeightSource {
+  /**
+   * The tensor for a diffusers state-dict key, checked against `expected` (throws naming the key when missing or
+   * misshapen). Marks the stored tensor as used.
+   */
+  tensor(key: string, expected: readonly number[]): TensorSource;
+}
+
+/** Which modules of a component carry a LoRA, with their rank. Paths are diffusers module paths. */
+export interface LoraTargets {
+  /** Component name used in the input names: "unet" | "te" | "te1" | "te2" | "vae". */
+  component: string;
+  /** Rank per module path; a module absent here (or with rank 0) gets no LoRA inputs and costs nothing. */
+  ranks: ReadonlyMap<string, number>;
+}
+
+export class ModelBuildError extends Error {
+  constructor(
+    readonly key: string,
+    message: string,
+  ) {
+    super(`${key}: ${message}`);
+    this.name = "ModelBuildError";
+  }
+}
+
+export class ModuleContext {
+  /** LoRA input groups created while building, in creation order (for callers that feed them). */
+  readonly loraInputs: { path: string; down: Value; up: Value; scale: Value }[] = [];
+
+  constructor(
+    readonly b: GraphBuilder,
+    readonly weights: WeightSource,
+    readonly lora?: LoraTargets,
+  ) {}
+
+  /** The current module path ("" at the root). */
+  get path(): string {
+    return this.b.scopePath;
+  }
+
+  /** A parameter of the current module; 16-bit floats (fp16/bf16 checkpoints) are cast to float32 in the graph. */
+  param(name: string, shape: readonly number[]): Value {
+    const key = this.path === "" ? name : `${this.path}.${name}`;
+    const src = this.weights.tensor(key, shape);
+    if (src.shape.length !== shape.length || src.shape.some((d, i) => d !== shape[i])) {
+      throw new ModelBuildError(key, `expected shape ${formatShape(shape)}, got ${formatShape(src.shape)}`);
+    }
+    const v = this.b.initializer(name, src);
+    return v.dtype === "float16" || v.dtype === "bfloat16" ? cast(v, "float32") : v;
+  }
+
+  /** LoRA rank of the current module, 0 when it has none. */
+  loraRank(): number {
+    return this.lora?.ranks.get(this.path) ?? 0;
+  }
+}
+
+/** A WeightSource over in-memory float32/float64 arrays keyed by diffusers key (tests, synthetic models). */
+export function memoryWeights(
+  tensors: ReadonlyMap<string, { shape: number[]; data: Float32Array | Float64Array }>,
+): WeightSource {
+  return {
+    tensor(key, expected) {
+      const t = tensors.get(key);
+      if (!t) throw new ModelBuildError(key, `missing tensor (expected ${formatShape(expected)})`);
+      return { dtype: t.data instanceof Float64Array ? "float64" : "float32", shape: t.shape, data: t.data };
+    },
+  };
+}

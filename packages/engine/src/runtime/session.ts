@@ -1,0 +1,187 @@
+/**
+ * Session: an onnxruntime-node InferenceSession created from a Graph (or an .onnx path) with the provider,
+ * threading, optimization and profiling choices the trainer needs. Graphs are written as .onnx files next to
+ * their external weights (../onnx/model-file.ts) and the files are removed as soon as the session exists.
+ *
+ * `run` blocks the calling thread for the whole computation (onnxruntime-node runs synchronously inside its
+ * promise), so servers should use WorkerSession (worker-session.ts), which runs this class in a worker_thread.
+ */
+import ort from "onnxruntime-node";
+import type { Graph } from "../graph/ir.ts";
+import { foldedWeightNodes, foldWarning } from "../onnx/fold-check.ts";
+import { type ModelFile, writeModelFile } from "../onnx/model-file.ts";
+import {
+  type ConcreteProvider,
+  candidates,
+  type ExecutionProviderChoice,
+  fallbackMessage,
+  INSTALL_HINT,
+  providerConfig,
+} from "./providers.ts";
+import { fromOrt, type HostTensor, toOrt } from "./tensor.ts";
+
+export interface SessionOptions {
+  executionProvider?: ExecutionProviderChoice;
+  /** GPU index for cuda/tensorrt. */
+  deviceId?: number;
+  intraOpThreads?: number;
+  interOpThreads?: number;
+  graphOptimizationLevel?: "disabled" | "basic" | "extended" | "all";
+  /** Writes an ORT JSON profile (chrome trace) with this prefix; call endProfiling() to flush it. */
+  profiling?: boolean | { filePrefix: string };
+  /** ORT optimizer names to skip, e.g. ["CommonSubexpressionElimination"] so recomputed segments stay separate. */
+  disabledOptimizers?: string[];
+  /** Saves the graph as ORT optimized it (debugging: see what fusions/CSE did). */
+  optimizedModelFilePath?: string;
+  /** Raw ORT session config entries ("session.x": "1"), merged with the above. */
+  configEntries?: Record<string, string>;
+  /** Where .onnx files go when the weights' directory cannot be used. */
+  cacheDir?: string;
+  /** Receives provider fallback and weight-copy messages. Default: console.warn. */
+  onMessage?: (message: string) => void;
+  /** 0 verbose .. 4 fatal; default 3 (errors). */
+  logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
+}
+
+export class SessionCreateError extends Error {
+  readonly failures: { provider: ConcreteProvider; error: string }[];
+  constructor(message: string, failures: { provider: ConcreteProvider; error: string }[]) {
+    super(message);
+    this.name = "SessionCreateError";
+    this.failures = failures;
+  }
+}
+
+/** Raw config entries as ORT's `extra` object: "a.b": "v" becomes { a: { b: "v" } }. */
+function extraFromEntries(entries: Record<string, string>): Record<string, unknown> {
+  const extra: Record<string, Record<string, string>> = {};
+  for (const [key, value] of Object.entries(entries)) {
+    const dot = key.indexOf(".");
+    if (dot < 0) throw new Error(`session config key "${key}" must look like "area.name"`);
+    const area = key.slice(0, dot);
+    extra[area] ??= {};
+    extra[area][key.slice(dot + 1)] = value;
+  }
+  return extra;
+}
+
+export function ortSessionOptions(
+  opts: SessionOptions,
+  provider: ConcreteProvider,
+): ort.InferenceSession.SessionOptions {
+  const so: ort.InferenceSession.SessionOptions = {
+    executionProviders: providerConfig(provider, opts.deviceId),
+    graphOptimizationLevel: opts.graphOptimizationLevel ?? "all",
+    logSeverityLevel: opts.logSeverityLevel ?? 3,
+  };
+  if (opts.intraOpThreads !== undefined) so.intraOpNumThreads = opts.intraOpThreads;
+  if (opts.interOpThreads !== undefined) so.interOpNumThreads = opts.interOpThreads;
+  if (opts.optimizedModelFilePath !== undefined) so.optimizedModelFilePath = opts.optimizedModelFilePath;
+  if (opts.profiling) {
+    so.enableProfiling = true;
+    if (typeof opts.profiling === "object") so.profileFilePrefix = opts.profiling.filePrefix;
+  }
+  const entries: Record<string, string> = { ...opts.configEntries };
+  if (opts.disabledOptimizers && opts.disabledOptimizers.length > 0) {
+    entries["optimization.disable_specified_optimizers"] = opts.disabledOptimizers.join(",");
+  }
+  // ORT throws on `extra: undefined`: only set the key when there is something in it.
+  if (Object.keys(entries).length > 0) so.extra = extraFromEntries(entries);
+  return so;
+}
+
+/**
+ * Writes the graph's .onnx (see ../onnx/model-file.ts) after reporting weights ORT would constant-fold into
+ * heap copies (only relevant when ORT optimizes).
+ */
+export async function prepareModelFile(
+  graph: Graph,
+  opts: SessionOptions,
+  say: (m: string) => void,
+): Promise<ModelFile> {
+  if (opts.graphOptimizationLevel !== "disabled") {
+    const folded = foldWarning(foldedWeightNodes(graph));
+    if (folded) say(folded);
+  }
+  return writeModelFile(graph, { cacheDir: opts.cacheDir, warn: say });
+}
+
+export class Session {
+  readonly provider: ConcreteProvider;
+  /** Fallback message when `auto` could not use a better provider, else undefined. */
+  readonly fallback: string | undefined;
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  private readonly ortSession: ort.InferenceSession;
+
+  private constructor(s: ort.InferenceSession, provider: ConcreteProvider, fallback: string | undefined) {
+    this.ortSession = s;
+    this.provider = provider;
+    this.fallback = fallback;
+    this.inputNames = s.inputNames;
+    this.outputNames = s.outputNames;
+  }
+
+  /** Creates a session from a Graph (written to a temporary .onnx next to its weights) or an .onnx path. */
+  static async create(model: Graph | string, opts: SessionOptions = {}): Promise<Session> {
+    const say = opts.onMessage ?? ((m: string) => console.warn(m));
+    const file = typeof model === "string" ? undefined : await prepareModelFile(model, opts, say);
+    const path = typeof model === "string" ? model : file!.modelPath;
+    const choice = opts.executionProvider ?? "cpu";
+    const failures: { provider: ConcreteProvider; error: string }[] = [];
+    try {
+      for (const provider of candidates(choice)) {
+        try {
+          const s = await ort.InferenceSession.create(path, ortSessionOptions(opts, provider));
+          const fallback = failures.length > 0 ? fallbackMessage(failures, provider) : undefined;
+          if (fallback) say(fallback);
+          return new Session(s, provider, fallback);
+        } catch (e) {
+          failures.push({ provider, error: (e as Error).message });
+        }
+      }
+    } finally {
+      await file?.cleanup();
+    }
+    const detail = failures
+      .map(
+        (f) =>
+          `${f.provider}: ${f.error}${INSTALL_HINT[f.provider] ? `\n  (${INSTALL_HINT[f.provider]})` : ""}`,
+      )
+      .join("\n");
+    throw new SessionCreateError(
+      `could not create an ONNX Runtime session (${choice}):\n${detail}`,
+      failures,
+    );
+  }
+
+  /** Runs the graph. Feeds are wrapped without copies; outputs are the arrays ORT allocated. */
+  async run(
+    feeds: Record<string, HostTensor>,
+    outputNames?: readonly string[],
+  ): Promise<Record<string, HostTensor>> {
+    const missing = this.inputNames.filter((n) => !(n in feeds));
+    if (missing.length > 0) throw new Error(`session.run: missing inputs ${missing.join(", ")}`);
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const [name, t] of Object.entries(feeds)) {
+      if (!this.inputNames.includes(name))
+        throw new Error(`session.run: "${name}" is not an input of this graph`);
+      ortFeeds[name] = toOrt(name, t);
+    }
+    const result = outputNames
+      ? await this.ortSession.run(ortFeeds, [...outputNames])
+      : await this.ortSession.run(ortFeeds);
+    const out: Record<string, HostTensor> = {};
+    for (const [name, v] of Object.entries(result)) out[name] = fromOrt(name, v as ort.Tensor);
+    return out;
+  }
+
+  /** Stops profiling and writes the profile file (ORT names it <prefix>_<date>.json in the working directory). */
+  endProfiling(): void {
+    this.ortSession.endProfiling();
+  }
+
+  async release(): Promise<void> {
+    await this.ortSession.release();
+  }
+}

@@ -1,0 +1,54 @@
+/** worker_thread body of WorkerSession: owns one Session and answers create/run/endProfiling/release requests. */
+import { parentPort } from "node:worker_threads";
+import { Session } from "./session.ts";
+import { type CreateResult, type Request, type Response, transferables } from "./worker-protocol.ts";
+
+const port = parentPort;
+if (!port) throw new Error("worker-entry.ts must run inside a worker_thread");
+let session: Session | undefined;
+const messages: string[] = [];
+
+async function handle(req: Request): Promise<{ result: unknown; transfer: ArrayBuffer[] }> {
+  switch (req.type) {
+    case "create": {
+      session = await Session.create(req.modelPath, { ...req.options, onMessage: (m) => messages.push(m) });
+      const result: CreateResult = {
+        provider: session.provider,
+        fallback: session.fallback,
+        inputNames: [...session.inputNames],
+        outputNames: [...session.outputNames],
+      };
+      return { result, transfer: [] };
+    }
+    case "run": {
+      if (!session) throw new Error("worker session is not created");
+      const out = await session.run(req.feeds, req.outputNames);
+      return { result: out, transfer: transferables(Object.values(out)) };
+    }
+    case "endProfiling":
+      session?.endProfiling();
+      return { result: null, transfer: [] };
+    case "release":
+      await session?.release();
+      session = undefined;
+      return { result: null, transfer: [] };
+  }
+}
+
+port.on("message", async (req: Request) => {
+  let res: Response;
+  let transfer: ArrayBuffer[] = [];
+  try {
+    const r = await handle(req);
+    res = { id: req.id, ok: true, result: r.result };
+    transfer = r.transfer;
+  } catch (e) {
+    const err = e as Error;
+    res = { id: req.id, ok: false, error: err.message, name: err.name };
+  }
+  try {
+    port.postMessage(res, transfer);
+  } catch {
+    port.postMessage(res); // a non-transferable backing store: fall back to a structured-clone copy
+  }
+});

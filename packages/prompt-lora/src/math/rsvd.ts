@@ -1,0 +1,259 @@
+/**
+ * Rank-r SVDs for the merge code.
+ *
+ * - `randomizedSvd(A, r)`: Halko, Martinsson & Tropp (2011), "Finding structure with randomness": Gaussian
+ *   sketch Y = A Omega with oversampling, q power iterations re-orthonormalised after every product (so small
+ *   singular directions are not lost to rounding), B = Q^T A, and a small exact decomposition of B.
+ * - `factoredSvd(U, D, r)`: the same for A = U D given only its factors (a stacked LoRA, U out x R, D R x in),
+ *   run in the R-dimensional coefficient space through the Gram matrices U^T U and D D^T, so out x in is never
+ *   formed. When R <= r + oversampling the sketch spans the whole range and the result is the exact SVD.
+ *
+ * Both return the factors split kohya-style (up = U_r sqrt(S), down = sqrt(S) V_r^T) plus the squared Frobenius
+ * norm of A and of the residual A - up down, which is exact for the returned approximation because it is an
+ * orthogonal projection of A.
+ */
+import { symmetricEigen } from "./eig.ts";
+import {
+  gramNT,
+  gramTN,
+  type Matrix,
+  type Matrix64,
+  matmul,
+  matrix,
+  toMatrix32,
+  toMatrix64,
+  transpose,
+} from "./matrix.ts";
+import { Rng } from "./random.ts";
+
+export interface LowRankOptions {
+  /** Extra sketch columns beyond the rank (default 10). */
+  oversample?: number;
+  /** Power iterations (default 2). */
+  powerIterations?: number;
+  seed?: number;
+}
+
+export interface LowRank {
+  /** out x r, columns scaled by sqrt(sigma). */
+  up: Matrix;
+  /** r x in, rows scaled by sqrt(sigma). */
+  down: Matrix;
+  /** Singular values kept, descending (length r). */
+  sigma: Float64Array;
+  /** ||A||_F^2 */
+  normSquared: number;
+  /** ||A - up down||_F^2 */
+  residualSquared: number;
+}
+
+/** Relative eigenvalue floor below which a sketch direction is treated as numerically absent. */
+const RANK_TOL = 1e-10;
+
+/**
+ * Orthonormal basis of the columns of Y (m x k) as Y C with C k x k' from the Gram's eigen-decomposition,
+ * applied twice (the second pass restores orthogonality lost to float32 products, as in CholeskyQR2).
+ * Numerically dependent directions are dropped, so k' <= k.
+ */
+export function orthonormalizeColumns(y: Matrix): Matrix {
+  let q = y;
+  for (let pass = 0; pass < 2; pass++) {
+    const c = inverseSqrtBasis(gramTN(q), pass === 0 ? RANK_TOL : 1e-6);
+    if (c.cols === 0) return matrix(y.rows, 0);
+    q = matmul(q, toMatrix32(c));
+  }
+  return q;
+}
+
+/** For a PSD Gram G (k x k), returns C (k x k') with C^T G C = I over the directions above tol * max. */
+function inverseSqrtBasis(g: Matrix64, tol: number): Matrix64 {
+  const k = g.rows;
+  const { values, vectors } = symmetricEigen(g);
+  const top = Math.max(values[0] ?? 0, 0);
+  let kept = 0;
+  while (kept < k && values[kept] > top * tol && values[kept] > 0) kept++;
+  const c = new Float64Array(k * kept);
+  for (let j = 0; j < kept; j++) {
+    const inv = 1 / Math.sqrt(values[j]);
+    for (let i = 0; i < k; i++) c[i * kept + j] = vectors.data[j * k + i] * inv;
+  }
+  return { rows: k, cols: kept, data: c };
+}
+
+export function randomizedSvd(a: Matrix, rank: number, opts: LowRankOptions = {}): LowRank {
+  const { rows: m, cols: n } = a;
+  const normSquared = squaredSum(a.data);
+  const k = Math.min(rank + (opts.oversample ?? 10), m, n);
+  const rng = new Rng(opts.seed ?? 1);
+  let q = orthonormalizeColumns(matmul(a, matrix(n, k, rng.gaussianArray(n * k))));
+  for (let it = 0; it < (opts.powerIterations ?? 2); it++) {
+    const z = orthonormalizeColumns(transpose(matmul(transpose(q), a))); // A^T Q, n x k
+    q = orthonormalizeColumns(matmul(a, z));
+  }
+  const b = matmul(transpose(q), a); // k' x n
+  const { values, vectors } = symmetricEigen(gramNT(b)); // B B^T = W S^2 W^T
+  return splitTopR(q, b, values, vectors, rank, normSquared);
+}
+
+/** Keeps the top r of B = W S V^T: up = Q W_r sqrt(S_r), down = S_r^{-1/2} W_r^T B. */
+function splitTopR(
+  q: Matrix,
+  b: Matrix,
+  values: Float64Array,
+  vectors: Matrix64,
+  rank: number,
+  normSquared: number,
+): LowRank {
+  const kk = b.rows;
+  const r = Math.min(rank, kk);
+  const { left, right, sigma, residualSquared } = coreFactors(values, vectors, r, normSquared);
+  return {
+    up: matmul(q, left),
+    down: matmul(right, b),
+    sigma,
+    normSquared,
+    residualSquared,
+  };
+}
+
+/** From eig(B B^T) = (values, vectors): left = W_r sqrt(S) (k x r), right = S^{-1/2} W_r^T (r x k). */
+function coreFactors(
+  values: Float64Array,
+  vectors: Matrix64,
+  r: number,
+  normSquared: number,
+): { left: Matrix; right: Matrix; sigma: Float64Array; residualSquared: number } {
+  const k = vectors.rows;
+  const sigma = new Float64Array(r);
+  const left = matrix(k, r);
+  const right = matrix(r, k);
+  let captured = 0;
+  for (let j = 0; j < r; j++) {
+    const lambda = Math.max(values[j], 0);
+    captured += lambda;
+    sigma[j] = Math.sqrt(lambda);
+    const sq = Math.sqrt(sigma[j]);
+    const inv = sq > 0 ? 1 / sq : 0;
+    for (let i = 0; i < k; i++) {
+      const w = vectors.data[j * k + i];
+      left.data[i * r + j] = w * sq;
+      right.data[j * k + i] = w * inv;
+    }
+  }
+  // Residual = energy outside the kept directions: the sketch's own tail (no cancellation) plus whatever the
+  // sketch missed (normSquared - total sketch energy, ~0 when the sketch spans the range).
+  let sketchTotal = 0;
+  let sketchTail = 0;
+  for (let j = 0; j < values.length; j++) {
+    const lambda = Math.max(values[j], 0);
+    sketchTotal += lambda;
+    if (j >= r) sketchTail += lambda;
+  }
+  const missed = Math.max(0, normSquared - sketchTotal);
+  const residualSquared = Math.min(Math.max(0, normSquared - captured), sketchTail + missed);
+  return { left, right, sigma, residualSquared };
+}
+
+/**
+ * Rank-r SVD of A = U D (U m x R, D R x n) without forming A. Vectors of range(U) are kept as coefficients
+ * c (y = U c); inner products use G_u = U^T U, and A A^T acts on coefficients as G_d G_u.
+ */
+export function factoredSvd(u: Matrix, d: Matrix, rank: number, opts: LowRankOptions = {}): LowRank {
+  const R = u.cols;
+  if (d.rows !== R) throw new RangeError(`factoredSvd: up is ${u.rows}x${R}, down is ${d.rows}x${d.cols}`);
+  const gu64 = gramTN(u);
+  const gd64 = gramNT(d);
+  let normSquared = 0;
+  for (let i = 0; i < gu64.data.length; i++) normSquared += gu64.data[i] * gd64.data[i];
+  normSquared = Math.max(0, normSquared);
+  const gu = toMatrix32(gu64);
+  const gd = toMatrix32(gd64);
+
+  const k = Math.min(rank + (opts.oversample ?? 10), R);
+  let c: Matrix;
+  if (k === R) {
+    // The sketch can span all of range(U): take the identity, exact.
+    c = matrix(R, R);
+    for (let i = 0; i < R; i++) c.data[i * R + i] = 1;
+    c = orthonormalizeIn(gu64, c);
+  } else {
+    const rng = new Rng(opts.seed ?? 1);
+    c = orthonormalizeIn(gu64, matmul(d, matrix(d.cols, k, rng.gaussianArray(d.cols * k))));
+    for (let it = 0; it < (opts.powerIterations ?? 2); it++) {
+      c = orthonormalizeIn(gu64, matmul(gd, matmul(gu, c)));
+    }
+  }
+  if (c.cols === 0) return zeroLowRank(u.rows, d.cols, normSquared);
+  // T = C^T G_u (k x R): B = Q^T A = T D, and B B^T = T G_d T^T.
+  const t = transpose(matmul(gu, c));
+  const bbt = matmul64Small(t, gd, t);
+  const { values, vectors } = symmetricEigen(bbt);
+  const r = Math.min(rank, c.cols);
+  const { left, right, sigma, residualSquared } = coreFactors(values, vectors, r, normSquared);
+  return {
+    up: matmul(u, matmul(c, left)),
+    down: matmul(matmul(right, t), d),
+    sigma,
+    normSquared,
+    residualSquared,
+  };
+}
+
+/** ||U D||_F^2 = sum of G_u o G_d (elementwise), without forming U D. */
+export function factoredNormSquared(u: Matrix, d: Matrix): number {
+  const gu = gramTN(u);
+  const gd = gramNT(d);
+  let s = 0;
+  for (let i = 0; i < gu.data.length; i++) s += gu.data[i] * gd.data[i];
+  return Math.max(0, s);
+}
+
+/** Orthonormalise the columns of C in the metric G (C^T G C = I), twice for accuracy. */
+function orthonormalizeIn(g64: Matrix64, c: Matrix): Matrix {
+  let cur = c;
+  const g = toMatrix32(g64);
+  for (let pass = 0; pass < 2; pass++) {
+    const ct = transpose(cur);
+    const s = toMatrix64(matmul(ct, matmul(g, cur)));
+    symmetrize(s);
+    const basis = inverseSqrtBasis(s, pass === 0 ? RANK_TOL : 1e-6);
+    if (basis.cols === 0) return matrix(c.rows, 0);
+    cur = matmul(cur, toMatrix32(basis));
+  }
+  return cur;
+}
+
+/** T G T^T in float64 (k x k) from float32 T (k x R) and G (R x R). */
+function matmul64Small(t: Matrix, g: Matrix, tAgain: Matrix): Matrix64 {
+  const gtT = matmul(g, transpose(tAgain)); // R x k
+  const out = toMatrix64(matmul(t, gtT));
+  symmetrize(out);
+  return out;
+}
+
+function symmetrize(s: Matrix64): void {
+  const n = s.rows;
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < i; j++) {
+      const v = (s.data[i * n + j] + s.data[j * n + i]) / 2;
+      s.data[i * n + j] = v;
+      s.data[j * n + i] = v;
+    }
+  }
+}
+
+function zeroLowRank(m: number, n: number, normSquared: number): LowRank {
+  return {
+    up: matrix(m, 0),
+    down: matrix(0, n),
+    sigma: new Float64Array(0),
+    normSquared,
+    residualSquared: normSquared,
+  };
+}
+
+function squaredSum(data: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < data.length; i++) s += data[i] * data[i];
+  return s;
+}
