@@ -3,8 +3,10 @@
  * upsampling net (test/support/nets.ts) at a few sizes, with 1 and 2 intra-op threads, with and without
  * gradient checkpointing (every block a checkpoint() segment, ORT's CSE disabled).
  *
- * Each configuration runs in its own child process so its peak RSS (getrusage maxrss) is its own.
- * Usage: npx tsx packages/engine/bench/train-step.ts [--steps 3] [--sizes S,M,L]
+ * Each configuration runs in its own child process so its peak RSS (getrusage maxrss) is its own. ORT's CPU
+ * arena keeps what it once grew, so `--no-arena` (enableCpuMemArena false) shows the live-tensor peak more
+ * directly. Size D is deep (8 attention blocks) to show what checkpointing saves.
+ * Usage: npx tsx packages/engine/bench/train-step.ts [--steps 3] [--sizes S,M,L,D] [--no-arena]
  */
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -13,7 +15,7 @@ import { GraphBuilder } from "../src/graph/builder.ts";
 import type { Value } from "../src/graph/ir.ts";
 import { encodeModel } from "../src/onnx/encode.ts";
 import { appendTrainStep } from "../src/optim/train-step.ts";
-import { convNet, type ConvNetSize, initConvNet, mseLoss } from "../test/support/nets.ts";
+import { type ConvNetSize, convNet, initConvNet, mseLoss } from "../test/support/nets.ts";
 import { randn, rng } from "../test/support/numeric.ts";
 
 const SIZES: Record<string, ConvNetSize> = {
@@ -25,6 +27,7 @@ const SIZES: Record<string, ConvNetSize> = {
 
 interface ChildArgs {
   size: string;
+  arena: boolean;
   threads: number;
   checkpointing: boolean;
   steps: number;
@@ -48,18 +51,24 @@ async function child(a: ChildArgs): Promise<ChildResult> {
   const t0 = performance.now();
   const b = new GraphBuilder("bench");
   const params: Value[] = [];
-  const y = convNet(b, b.input("x", "float32", xShape), s, (name, shape) => {
-    const v = b.input(`state_in.${name}`, "float32", shape);
-    params.push(v);
-    return v;
-  }, a.checkpointing);
+  const y = convNet(
+    b,
+    b.input("x", "float32", xShape),
+    s,
+    (name, shape) => {
+      const v = b.input(`state_in.${name}`, "float32", shape);
+      params.push(v);
+      return v;
+    },
+    a.checkpointing,
+  );
   const loss = mseLoss(y, b.input("target", "float32", xShape));
   const graph = appendTrainStep(b, { loss, params, optimizer: { kind: "adamw" } });
   const g = b.build();
   const bytes = encodeModel(g);
   const t1 = performance.now();
   const options: ort.InferenceSession.SessionOptions = { intraOpNumThreads: a.threads, interOpNumThreads: 1 };
-  if (process.env.NO_ARENA) options.enableCpuMemArena = false;
+  if (!a.arena) options.enableCpuMemArena = false;
   if (graph.disabledOptimizers.length > 0) {
     options.extra = { optimization: { disable_specified_optimizers: graph.disabledOptimizers.join(",") } };
   }
@@ -112,13 +121,17 @@ function parent(argv: string[]): void {
     return i >= 0 ? argv[i + 1] : dflt;
   };
   const steps = Number(arg("--steps", "3"));
-  const sizes = arg("--sizes", "S,M,L").split(",");
+  const sizes = arg("--sizes", "S,M,L,D").split(",");
+  const arena = !argv.includes("--no-arena");
+  console.log(`steps timed: ${steps} (after 1 warm-up), ORT CPU arena: ${arena ? "on" : "off"}`);
   const self = fileURLToPath(import.meta.url);
-  console.log("size  shape (N,C,HxW,depth)   ckpt threads nodes build_ms create_ms step_ms(median) rss_after_create peak_rss");
+  console.log(
+    "size  shape (N,C,HxW,depth)   ckpt threads nodes build_ms create_ms step_ms(min/med) rss_after_create peak_rss",
+  );
   for (const size of sizes) {
     for (const checkpointing of [false, true]) {
       for (const threads of [1, 2]) {
-        const args: ChildArgs = { size, threads, checkpointing, steps };
+        const args: ChildArgs = { size, arena, threads, checkpointing, steps };
         const r = spawnSync(process.execPath, ["--import", "tsx", self, "--child", JSON.stringify(args)], {
           encoding: "utf8",
           maxBuffer: 1 << 24,
@@ -139,7 +152,7 @@ function parent(argv: string[]): void {
             String(res.nodes).padEnd(5),
             String(res.buildMs).padEnd(8),
             String(res.createMs).padEnd(9),
-            String(median(res.stepMs)).padEnd(15),
+            `${Math.min(...res.stepMs)}/${median(res.stepMs)}`.padEnd(16),
             `${res.rssAfterCreateMiB} MiB`.padEnd(16),
             `${res.peakRssMiB} MiB`,
           ].join(" "),

@@ -20,8 +20,14 @@ test("fan-out: a value used by several consumers gets the sum of their gradients
   b.output(gx, "gx");
   const out = await (await sessionFor(b)).run({ x: f64([0.5, -1, 2], [3]) });
   const expected = [0.5, -1, 2].map((v) => 2 * v + 3 + Math.exp(v));
-  (out.gx.data as Float64Array).forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-12));
-  await gradCheck({ dtype: "float64", inputs: [{ name: "x", shape: [4, 3] }], build: ([v]) => op.mul(op.tanh(v), op.add(v, op.sigmoid(v))) });
+  (out.gx.data as Float64Array).forEach((v, i) => {
+    assert.ok(Math.abs(v - expected[i]) < 1e-12);
+  });
+  await gradCheck({
+    dtype: "float64",
+    inputs: [{ name: "x", shape: [4, 3] }],
+    build: ([v]) => op.mul(op.tanh(v), op.add(v, op.sigmoid(v))),
+  });
 });
 
 test("stopGradient: the stopped path contributes nothing", async () => {
@@ -47,7 +53,10 @@ test("non-differentiable inputs: int indices and bool masks get no gradient, flo
     x: f64([1, -1, 2, -2, 3, -3, 4, -4], [4, 2]),
     ids: new ort.Tensor("int64", BigInt64Array.from([0n, 3n, 3n]), [3]),
   });
-  assert.deepEqual(Array.from(out.gx.data as Float64Array).map((v) => Math.round(v * 10) / 10), [1, 0.1, 0, 0, 0, 0, 2, 0.2]);
+  assert.deepEqual(
+    Array.from(out.gx.data as Float64Array).map((v) => Math.round(v * 10) / 10),
+    [1, 0.1, 0, 0, 0, 0, 2, 0.2],
+  );
 });
 
 test("only nodes between loss and wrt are differentiated; unreachable wrt gets zeros", () => {
@@ -68,5 +77,8 @@ test("only nodes between loss and wrt are differentiated; unreachable wrt gets z
   const z = c.input("z", "float32", [3]);
   assert.throws(() => grad(c, op.reduceSum(op.sin(z), undefined, false), [z]), /no VJP rule for Sin/);
   assert.throws(() => grad(c, op.sin(z), [z]), /reduce it to one element or pass opts.seed/);
-  assert.throws(() => grad(c, op.reduceSum(op.pow(c.constant(2, "float32", []), z), undefined, false), [z]), /exponent/);
+  assert.throws(
+    () => grad(c, op.reduceSum(op.pow(c.constant(2, "float32", []), z), undefined, false), [z]),
+    /exponent/,
+  );
 });

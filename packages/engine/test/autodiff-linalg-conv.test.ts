@@ -1,18 +1,28 @@
 // VJP rules of MatMul (batched, broadcast, 1-D), Gemm (all transpose flags, bias), Conv / ConvTranspose (stride 2,
 // odd sizes, padding, dilation, groups, bias) and nearest Resize: finite differences plus dot-product tests.
 // Conv, ConvTranspose and Resize have no float64 kernels in ORT, so they are checked in float32.
+
+import assert from "node:assert/strict";
 import { test } from "node:test";
+import { grad } from "../src/autodiff/grad.ts";
 import { GraphBuilder } from "../src/graph/builder.ts";
 import * as op from "../src/graph/ops/index.ts";
-import { grad } from "../src/autodiff/grad.ts";
 import { gradCheck } from "./support/gradcheck.ts";
-import assert from "node:assert/strict";
 
 test("VJP MatMul: batched, broadcast batch dims and 1-D operands (float64, FD + adjoint)", async () => {
   const cases: [number[], number[]][] = [
-    [[3, 4], [4, 5]],
-    [[2, 3, 4], [4, 5]],
-    [[2, 1, 3, 4], [3, 4, 2]],
+    [
+      [3, 4],
+      [4, 5],
+    ],
+    [
+      [2, 3, 4],
+      [4, 5],
+    ],
+    [
+      [2, 1, 3, 4],
+      [3, 4, 2],
+    ],
     [[4], [2, 4, 3]],
     [[2, 3, 4], [4]],
     [[5], [5]],
@@ -20,7 +30,10 @@ test("VJP MatMul: batched, broadcast batch dims and 1-D operands (float64, FD + 
   for (const [sa, sb] of cases) {
     await gradCheck({
       dtype: "float64",
-      inputs: [{ name: "a", shape: sa }, { name: "b", shape: sb }],
+      inputs: [
+        { name: "a", shape: sa },
+        { name: "b", shape: sb },
+      ],
       build: ([a, b]) => op.matmul(a, b),
       linearIn: ["a", "b"],
     });
@@ -42,7 +55,11 @@ test("VJP MatMul against a frozen initializer weight (gradient flows to x withou
     dtype: "float64",
     inputs: [{ name: "x", shape: [2, 3, 4] }],
     build: ([xv], bb) => {
-      const wv = bb.initializer("w", { dtype: "float64", shape: [4, 5], data: Float64Array.from({ length: 20 }, (_, i) => Math.sin(i)) });
+      const wv = bb.initializer("w", {
+        dtype: "float64",
+        shape: [4, 5],
+        data: Float64Array.from({ length: 20 }, (_, i) => Math.sin(i)),
+      });
       return op.matmul(op.tanh(xv), wv);
     },
   });
@@ -97,13 +114,20 @@ test("VJP Conv: stride 2, odd sizes, asymmetric pads, dilation, groups (float32 
     const opts = { strides: c.strides, pads: c.pads, dilations: c.dilations, group: c.group };
     await gradCheck({
       dtype: "float32",
-      inputs: [{ name: "x", shape: c.x }, { name: "w", shape: c.w }],
+      inputs: [
+        { name: "x", shape: c.x },
+        { name: "w", shape: c.w },
+      ],
       build: ([x, w]) => op.conv(x, w, undefined, opts),
       linearIn: ["x", "w"],
     });
     await gradCheck({
       dtype: "float32",
-      inputs: [{ name: "x", shape: c.x }, { name: "w", shape: c.w }, { name: "bias", shape: [c.w[0]] }],
+      inputs: [
+        { name: "x", shape: c.x },
+        { name: "w", shape: c.w },
+        { name: "bias", shape: [c.w[0]] },
+      ],
       build: ([x, w, bias]) => op.conv(x, w, bias, opts),
     });
   }
@@ -116,17 +140,30 @@ test("VJP ConvTranspose: stride 2 with output_padding, pads, groups, bias (float
     { x: [1, 4, 3, 3], w: [4, 1, 3, 3], group: 2, pads: [1, 1, 1, 1] },
   ];
   for (const c of cases) {
-    const opts = { strides: c.strides, pads: c.pads, dilations: c.dilations, group: c.group, outputPadding: c.outputPadding };
+    const opts = {
+      strides: c.strides,
+      pads: c.pads,
+      dilations: c.dilations,
+      group: c.group,
+      outputPadding: c.outputPadding,
+    };
     await gradCheck({
       dtype: "float32",
-      inputs: [{ name: "x", shape: c.x }, { name: "w", shape: c.w }],
+      inputs: [
+        { name: "x", shape: c.x },
+        { name: "w", shape: c.w },
+      ],
       build: ([x, w]) => op.convTranspose(x, w, undefined, opts),
       linearIn: ["x", "w"],
     });
     const m = c.w[1] * (c.group ?? 1);
     await gradCheck({
       dtype: "float32",
-      inputs: [{ name: "x", shape: c.x }, { name: "w", shape: c.w }, { name: "bias", shape: [m] }],
+      inputs: [
+        { name: "x", shape: c.x },
+        { name: "w", shape: c.w },
+        { name: "bias", shape: [m] },
+      ],
       build: ([x, w, bias]) => op.convTranspose(x, w, bias, opts),
     });
   }
@@ -137,7 +174,10 @@ test("VJP Resize nearest 2x (and 3x on one axis) sums each block (float32 FD + a
     [1, 1, 2, 2],
     [1, 1, 3, 2],
   ]) {
-    for (const mode of [undefined, { coordinateTransformationMode: "half_pixel", nearestMode: "round_prefer_floor" }] as const) {
+    for (const mode of [
+      undefined,
+      { coordinateTransformationMode: "half_pixel", nearestMode: "round_prefer_floor" },
+    ] as const) {
       await gradCheck({
         dtype: "float32",
         inputs: [{ name: "x", shape: [2, 3, 3, 5] }],

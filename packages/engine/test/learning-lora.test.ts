@@ -16,7 +16,7 @@ import { randn, rng } from "./support/numeric.ts";
 const [N, D, H, R, ALPHA] = [64, 16, 24, 4, 4];
 
 /** y = gelu(x W1 + (x A) B * alpha/r) W2, all frozen except A, B. */
-function network(b: GraphBuilder, x: Value, w1: Value, w2: Value, a: Value, bb: Value): Value {
+function network(x: Value, w1: Value, w2: Value, a: Value, bb: Value): Value {
   const lora = op.mul(op.matmul(op.matmul(x, a), bb), ALPHA / R);
   return op.matmul(op.gelu(op.add(op.matmul(x, w1), lora)), w2);
 }
@@ -57,11 +57,14 @@ test("LoRA on a frozen 2-layer network learns a rank-r weight change only the ad
   const w2v = b.initializer("base.w2", { dtype: "float32", shape: [H, D], data: w2 });
   const a = b.input("state_in.lora.down", "float32", [D, R]);
   const up = b.input("state_in.lora.up", "float32", [R, H]);
-  const y = network(b, xv, w1v, w2v, a, up);
+  const y = network(xv, w1v, w2v, a, up);
   const d = op.sub(y, b.input("target", "float32", [N, D]));
   const loss = op.reduceMean(op.mul(d, d), undefined, false);
   const graph = appendTrainStep(b, { loss, params: [a, up], optimizer: { kind: "adamw", weightDecay: 0 } });
-  assert.deepEqual(graph.state.filter((s) => s.init === "param").map((s) => s.name), ["lora.down", "lora.up"]);
+  assert.deepEqual(
+    graph.state.filter((s) => s.init === "param").map((s) => s.name),
+    ["lora.down", "lora.up"],
+  );
 
   const session = await Session.create(b.build(), { intraOpThreads: 1 });
   const init = new Map([
@@ -75,7 +78,10 @@ test("LoRA on a frozen 2-layer network learns a rank-r weight change only the ad
   };
   const losses: number[] = [];
   for (let i = 0; i < 400; i++) {
-    const out = await runner.step({ ...feeds, lr: hostTensor("float32", [], Float32Array.of(i < 300 ? 0.01 : 0.002)) });
+    const out = await runner.step({
+      ...feeds,
+      lr: hostTensor("float32", [], Float32Array.of(i < 300 ? 0.01 : 0.002)),
+    });
     losses.push(out.loss.data[0] as number);
   }
   assert.ok(losses[0] > 1e-2, `the frozen base alone must miss the target (loss ${losses[0]})`);

@@ -165,16 +165,26 @@ test("family detection from keys, shapes, metadata and file names", () => {
   assert.equal(detectDiffusersFamily(true, 2048, "epsilon").family, "sdxl");
 });
 
-test("SD2 and SDXL files are recognised and reported; building them is refused with the family named", async () => {
-  const path = join(tmp, "sd21-768.safetensors");
-  await writeSafetensors(path, [
+test("SD2 and SDXL files are recognised and reported; building SDXL is refused with the family named", async () => {
+  const sd2 = join(tmp, "sd21-768.safetensors");
+  await writeSafetensors(sd2, [
     { name: "cond_stage_model.model.ln_final.weight", dtype: "F32", shape: [4], data: new Float32Array(4) },
   ]);
-  assert.deepEqual((await inspectCheckpoint(path)).family, "sd2-768-v");
-  await assert.rejects(openCheckpoint(path), (e: unknown) => {
+  assert.equal((await inspectCheckpoint(sd2)).family, "sd2-768-v");
+  const sdxl = join(tmp, "sdxl.safetensors");
+  await writeSafetensors(sdxl, [
+    {
+      name: "conditioner.embedders.1.model.ln_final.weight",
+      dtype: "F32",
+      shape: [4],
+      data: new Float32Array(4),
+    },
+  ]);
+  assert.equal((await inspectCheckpoint(sdxl)).family, "sdxl");
+  await assert.rejects(openCheckpoint(sdxl), (e: unknown) => {
     assert.ok(e instanceof CheckpointError);
     assert.equal(e.code, "UNSUPPORTED_FAMILY");
-    assert.match(e.message, /sd2-768-v/);
+    assert.match(e.message, /sdxl/);
     return true;
   });
 });

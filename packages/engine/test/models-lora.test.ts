@@ -9,7 +9,10 @@ import { readFileSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { kohyaName } from "../../prompt-lora/src/architecture/index.ts";
 import { readSafetensors } from "../../prompt-lora/src/safetensors/index.ts";
+import { buildClipTextGraph } from "../src/models/clip-text.ts";
 import { type Checkpoint, openCheckpoint } from "../src/models/loader/checkpoint.ts";
+import { architectureFor } from "../src/models/loader/original-keys.ts";
+import { kohyaLoraTargets } from "../src/models/lora-targets.ts";
 import { buildUNetGraph } from "../src/models/unet/unet.ts";
 import { loraInputNames } from "../src/nn/lora.ts";
 import { Session } from "../src/runtime/session.ts";
@@ -155,4 +158,29 @@ test("modules outside the adapter set cost nothing; inputs are named lora.<compo
   );
   // Two transposes, two MatMuls, Mul by scale, Add.
   assert.equal(withOne.nodes.length, plain.nodes.length + 6);
+});
+
+test("kohya's default module set: transformer Linears/1x1 convs, text-encoder attention+MLP, LoCon adds resnets", () => {
+  const modules = architectureFor(ck.unet, ck.textEncoder, "cond_stage_model.transformer.").modules;
+  const unet = kohyaLoraTargets(modules, "unet", { rank: 4 });
+  // 11 Transformer2DModels x (proj_in, 8 attention projections, ff.net.0.proj, ff.net.2, proj_out).
+  assert.equal(unet.ranks.size, 11 * 12);
+  for (const m of modules) assert.ok(!m.path.includes("resnets") || !unet.ranks.has(m.path));
+  for (const m of sidecar.params.modules as string[]) assert.equal(unet.ranks.get(m), 4, m);
+  const te = kohyaLoraTargets(modules, "te", { rank: 4 });
+  assert.equal(te.ranks.size, ck.textEncoder.num_hidden_layers * 6);
+  const locon = kohyaLoraTargets(modules, "unet", { rank: 4, convRank: 2 });
+  assert.equal(locon.ranks.get("down_blocks.0.resnets.0.conv1"), 2);
+  assert.equal(locon.ranks.get("down_blocks.0.resnets.0.time_emb_proj"), 4);
+  assert.equal(locon.ranks.get("up_blocks.0.upsamplers.0.conv"), 2);
+  assert.equal(locon.ranks.has("conv_in"), false);
+
+  const [n, , h, w] = ref.shape("noisy_latents");
+  const built = buildUNetGraph(ck.unet, ck.weights.unet, { batch: n, height: h, width: w, lora: locon });
+  assert.equal(built.ctx.loraInputs.length, locon.ranks.size);
+  const conv1Down = built.graph.inputs.find((v) => v.name === "lora.unet.down_blocks.0.resnets.0.conv1.down");
+  assert.deepEqual(conv1Down?.shape, [2, 32, 3, 3]);
+  const teGraph = buildClipTextGraph(ck.textEncoder, ck.weights.textEncoder, { batch: 1, lora: te });
+  assert.equal(teGraph.ctx.loraInputs.length, te.ranks.size);
+  assert.ok(teGraph.graph.inputs.some((v) => v.name === "lora.te.text_model.encoder.layers.1.mlp.fc2.up"));
 });

@@ -9,11 +9,11 @@ import { GraphBuilder } from "../src/graph/builder.ts";
 import type { Value } from "../src/graph/ir.ts";
 import { conv2d, groupNorm, linear } from "../src/nn/layers.ts";
 import { loraInputNames } from "../src/nn/lora.ts";
-import { type LoraTargets, memoryWeights, ModuleContext } from "../src/nn/module.ts";
+import { type LoraTargets, ModuleContext, memoryWeights } from "../src/nn/module.ts";
 import type { HostTensor } from "../src/runtime/tensor.ts";
+import { f32, relMaxDiff, runOnce } from "./models.helpers.ts";
 import { gradCheck } from "./support/gradcheck.ts";
 import { randn, rng } from "./support/numeric.ts";
-import { f32, relMaxDiff, runOnce } from "./models.helpers.ts";
 
 const rand = rng(7);
 const randF32 = (n: number, scale = 1) => Float32Array.from(randn(rand, n, scale));
@@ -86,7 +86,16 @@ async function loraVsMerged(
   const bias = { shape: [weight.shape[0]], data: randF32(weight.shape[0]) };
   const graphFor = (w: { shape: number[]; data: Float32Array }, lora?: LoraTargets) => {
     const b = new GraphBuilder();
-    const ctx = new ModuleContext(b, memoryWeights(new Map([["m.weight", w], ["m.bias", bias]])), lora);
+    const ctx = new ModuleContext(
+      b,
+      memoryWeights(
+        new Map([
+          ["m.weight", w],
+          ["m.bias", bias],
+        ]),
+      ),
+      lora,
+    );
     const xin = b.input("x", "float32", x.shape);
     b.output(
       b.scope("m", () => layer(ctx, xin)),
@@ -101,7 +110,8 @@ async function loraVsMerged(
   for (let o = 0; o < outF; o++)
     for (let k = 0; k < r; k++)
       for (let j = 0; j < perOut; j++)
-        merged[o * perOut + j] += scale * (up.data as Float32Array)[o * r + k] * (down.data as Float32Array)[k * perOut + j];
+        merged[o * perOut + j] +=
+          scale * (up.data as Float32Array)[o * r + k] * (down.data as Float32Array)[k * perOut + j];
   const names = loraInputNames("unet", "m");
   const withLora = await runOnce(graphFor(weight, { component: "unet", ranks: new Map([["m", r]]) }), {
     x,

@@ -50,12 +50,17 @@ export async function loadReference(name: string): Promise<RefCase> {
 
 export const f32 = (shape: number[], data: Float32Array): HostTensor => ({ dtype: "float32", shape, data });
 
-/** Builds a session on the CPU provider (float32), runs it once, releases it. */
+/** Builds a session on the CPU provider (float32), runs it once, releases it (optionally skipping ORT optimizers). */
 export async function runOnce(
   graph: Graph,
   feeds: Record<string, HostTensor>,
+  disabledOptimizers?: string[],
 ): Promise<Record<string, HostTensor>> {
-  const s = await Session.create(graph, { executionProvider: "cpu", onMessage: () => {} });
+  const s = await Session.create(graph, {
+    executionProvider: "cpu",
+    onMessage: () => {},
+    disabledOptimizers,
+  });
   try {
     return await s.run(feeds);
   } finally {

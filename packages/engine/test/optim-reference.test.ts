@@ -6,11 +6,11 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import { readSafetensors } from "@lora-studio/prompt-lora";
+import { sum } from "../src/autodiff/extra-ops.ts";
 import { GraphBuilder } from "../src/graph/builder.ts";
 import * as op from "../src/graph/ops/index.ts";
 import { encodeModel } from "../src/onnx/encode.ts";
 import { appendTrainStep } from "../src/optim/train-step.ts";
-import { sum } from "../src/autodiff/extra-ops.ts";
 import { maxAbs, maxAbsDiff } from "./support/numeric.ts";
 import { createTrainer, type Feed } from "./support/train-harness.ts";
 
@@ -21,7 +21,9 @@ test("AdamW step equals torch.optim.AdamW on the tiny-sd1 LoRA reference (176 te
   const o = sidecar.params.optimizer;
   assert.equal(o.name, "torch.optim.AdamW");
   const { tensors } = await readSafetensors(new URL("05_lora_unet.safetensors", REF).pathname);
-  const names = [...tensors.keys()].filter((k) => /\.lora_(down|up)\.weight$/.test(k) && !k.startsWith("grad.") && !k.startsWith("after_adamw."));
+  const names = [...tensors.keys()].filter(
+    (k) => /\.lora_(down|up)\.weight$/.test(k) && !k.startsWith("grad.") && !k.startsWith("after_adamw."),
+  );
   assert.equal(names.length, 176);
 
   const b = new GraphBuilder("reference_adamw");
@@ -31,11 +33,26 @@ test("AdamW step equals torch.optim.AdamW on the tiny-sd1 LoRA reference (176 te
   const graph = appendTrainStep(b, {
     loss,
     params,
-    optimizer: { kind: "adamw", beta1: o.betas[0], beta2: o.betas[1], eps: o.eps, weightDecay: o.weight_decay },
+    optimizer: {
+      kind: "adamw",
+      beta1: o.betas[0],
+      beta2: o.betas[1],
+      eps: o.eps,
+      weightDecay: o.weight_decay,
+    },
   });
-  const trainer = await createTrainer(encodeModel(b.build()), graph, Object.fromEntries(names.map((n) => [n, tensors.get(n)!.data])));
+  const trainer = await createTrainer(
+    encodeModel(b.build()),
+    graph,
+    Object.fromEntries(names.map((n) => [n, tensors.get(n)!.data])),
+  );
   const batch: Record<string, Feed> = {};
-  for (const n of names) batch[`grad.${n}`] = { dtype: "float32", shape: tensors.get(n)!.shape, data: tensors.get(`grad.${n}`)!.data };
+  for (const n of names)
+    batch[`grad.${n}`] = {
+      dtype: "float32",
+      shape: tensors.get(n)!.shape,
+      data: tensors.get(`grad.${n}`)!.data,
+    };
   const out = await trainer.step(o.lr, batch);
   assert.equal(out.nonfinite.data[0], 0);
   let worst = 0;

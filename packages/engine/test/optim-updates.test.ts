@@ -24,20 +24,35 @@ async function linearProblem(optimizer: OptimizerConfig, extra: Partial<TrainSte
   const rand = rng(11);
   const w0 = Float32Array.from(randn(rand, N));
   const trainer = await createTrainer(encodeModel(b.build()), graph, { w: w0 });
-  const gradFeed = (g: ArrayLike<number>): Record<string, Feed> => ({ c: { dtype: "float32", shape: SHAPE, data: g } });
+  const gradFeed = (g: ArrayLike<number>): Record<string, Feed> => ({
+    c: { dtype: "float32", shape: SHAPE, data: g },
+  });
   return { trainer, w0: Float64Array.from(w0), rand, gradFeed, graph };
 }
 
 test("AdamW: 4 steps with changing lr equal the closed-form update to 1e-6", async () => {
   const h = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 };
   const { trainer, w0, rand, gradFeed, graph } = await linearProblem({ kind: "adamw", ...h });
-  assert.deepEqual(graph.state.map((s) => s.name).sort(), ["optimizer.m", "optimizer.step", "optimizer.v", "w"]);
+  assert.deepEqual(graph.state.map((s) => s.name).sort(), [
+    "optimizer.m",
+    "optimizer.step",
+    "optimizer.v",
+    "w",
+  ]);
   let ref = { p: w0, m: new Float64Array(N), v: new Float64Array(N) };
-  for (const [step, lr] of [[1, 1e-2], [2, 5e-3], [3, 2e-2], [4, 1e-3]]) {
+  for (const [step, lr] of [
+    [1, 1e-2],
+    [2, 5e-3],
+    [3, 2e-2],
+    [4, 1e-3],
+  ]) {
     const g = Float32Array.from(randn(rand, N, step));
     const out = await trainer.step(lr, gradFeed(g));
     ref = adamwStep(ref.p, g, ref.m, ref.v, step, { lr: Math.fround(lr), ...h });
-    assert.ok(maxAbsDiff(trainer.value("w"), ref.p) < 1e-6, `step ${step}: w differs by ${maxAbsDiff(trainer.value("w"), ref.p)}`);
+    assert.ok(
+      maxAbsDiff(trainer.value("w"), ref.p) < 1e-6,
+      `step ${step}: w differs by ${maxAbsDiff(trainer.value("w"), ref.p)}`,
+    );
     assert.ok(maxAbsDiff(trainer.value("optimizer.m"), ref.m) < 1e-6);
     assert.ok(maxAbsDiff(trainer.value("optimizer.v"), ref.v) < 1e-6);
     assert.equal(trainer.value("optimizer.step")[0], step);
@@ -88,19 +103,26 @@ test("clipping by global norm scales gradients like clip_grad_norm_ and reports 
 
 test("gradient accumulation: k=3 micro-steps apply the mean gradient once, then start over", async () => {
   const h = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
-  const { trainer, w0, rand, gradFeed } = await linearProblem({ kind: "adamw", ...h }, { accumulationSteps: 3 });
+  const { trainer, w0, rand, gradFeed } = await linearProblem(
+    { kind: "adamw", ...h },
+    { accumulationSteps: 3 },
+  );
   let ref = { p: w0, m: new Float64Array(N), v: new Float64Array(N) };
   for (let update = 1; update <= 2; update++) {
     const micro = [0, 1, 2].map(() => Float32Array.from(randn(rand, N)));
     for (let j = 0; j < 3; j++) {
       const out = await trainer.step(0.01, gradFeed(micro[j]));
       assert.equal(out.applied.data[0], j === 2 ? 1 : 0);
-      if (j < 2) assert.ok(maxAbsDiff(trainer.value("w"), ref.p) < 1e-6, "no update before the k-th micro-step");
+      if (j < 2)
+        assert.ok(maxAbsDiff(trainer.value("w"), ref.p) < 1e-6, "no update before the k-th micro-step");
     }
     const mean = micro[0].map((_, i) => (micro[0][i] + micro[1][i] + micro[2][i]) / 3);
     ref = adamwStep(ref.p, mean, ref.m, ref.v, update, { lr: Math.fround(0.01), ...h });
     assert.ok(maxAbsDiff(trainer.value("w"), ref.p) < 1e-6, `update ${update}`);
-    assert.ok(trainer.value("optimizer.acc").every((x) => x === 0), "accumulator reset");
+    assert.ok(
+      trainer.value("optimizer.acc").every((x) => x === 0),
+      "accumulator reset",
+    );
   }
 });
 
@@ -108,7 +130,9 @@ test("non-finite guard: a NaN or Inf gradient skips the update, keeps state bit-
   const { trainer, rand, gradFeed } = await linearProblem({ kind: "adamw" });
   await trainer.step(0.01, gradFeed(Float32Array.from(randn(rand, N))));
   for (const bad of [Number.NaN, Number.POSITIVE_INFINITY]) {
-    const snapshot = new Map([...trainer.state].map(([k, v]) => [k, Float32Array.from(v.data as Float32Array)]));
+    const snapshot = new Map(
+      [...trainer.state].map(([k, v]) => [k, Float32Array.from(v.data as Float32Array)]),
+    );
     const g = Float32Array.from(randn(rand, N));
     g[7] = bad;
     const out = await trainer.step(0.01, gradFeed(g));
@@ -124,10 +148,15 @@ test("parameter groups: several tensors per group, one learning rate per group, 
   const h = { beta1: 0.8, beta2: 0.99, eps: 1e-8, weightDecay: 0.05 };
   const shapes: Record<string, number[]> = { a: [3, 2], b: [4], c: [2, 2, 2] };
   const b = new GraphBuilder("groups");
-  const ps = Object.fromEntries(Object.entries(shapes).map(([k, s]) => [k, b.input(`state_in.${k}`, "float32", s)]));
+  const ps = Object.fromEntries(
+    Object.entries(shapes).map(([k, s]) => [k, b.input(`state_in.${k}`, "float32", s)]),
+  );
   const cs = Object.fromEntries(Object.entries(shapes).map(([k, s]) => [k, b.input(`c.${k}`, "float32", s)]));
   const loss = op.add(
-    op.add(op.reduceSum(op.mul(ps.a, cs.a), undefined, false), op.reduceSum(op.mul(ps.b, cs.b), undefined, false)),
+    op.add(
+      op.reduceSum(op.mul(ps.a, cs.a), undefined, false),
+      op.reduceSum(op.mul(ps.b, cs.b), undefined, false),
+    ),
     op.reduceSum(op.mul(ps.c, cs.c), undefined, false),
   );
   const graph = appendTrainStep(b, {
@@ -140,14 +169,32 @@ test("parameter groups: several tensors per group, one learning rate per group, 
   });
   assert.deepEqual(graph.lrInputs, { unet: "lr.unet", te: "lr.te" });
   const rand = rng(5);
-  const init = Object.fromEntries(Object.entries(shapes).map(([k, s]) => [k, Float32Array.from(randn(rand, s.reduce((x, y) => x * y)))]));
+  const init = Object.fromEntries(
+    Object.entries(shapes).map(([k, s]) => [
+      k,
+      Float32Array.from(
+        randn(
+          rand,
+          s.reduce((x, y) => x * y),
+        ),
+      ),
+    ]),
+  );
   const trainer = await createTrainer(encodeModel(b.build()), graph, init);
   const lrs: Record<string, number> = { a: 0.01, c: 0.01, b: 0.003 };
-  const ref = Object.fromEntries(Object.entries(init).map(([k, v]) => [k, { p: Float64Array.from(v), m: new Float64Array(v.length), v: new Float64Array(v.length) }]));
+  const ref = Object.fromEntries(
+    Object.entries(init).map(([k, v]) => [
+      k,
+      { p: Float64Array.from(v), m: new Float64Array(v.length), v: new Float64Array(v.length) },
+    ]),
+  );
   for (let step = 1; step <= 2; step++) {
     const batch: Record<string, Feed> = {};
-    const gs = Object.fromEntries(Object.entries(shapes).map(([k, s]) => [k, Float32Array.from(randn(rand, init[k].length))]));
-    for (const [k, s] of Object.entries(shapes)) batch[`c.${k}`] = { dtype: "float32", shape: s, data: gs[k] };
+    const gs = Object.fromEntries(
+      Object.keys(shapes).map((k) => [k, Float32Array.from(randn(rand, init[k].length))]),
+    );
+    for (const [k, s] of Object.entries(shapes))
+      batch[`c.${k}`] = { dtype: "float32", shape: s, data: gs[k] };
     batch["lr.unet"] = { dtype: "float32", shape: [], data: [0.01] };
     batch["lr.te"] = { dtype: "float32", shape: [], data: [0.003] };
     await trainer.stepWith(batch);

@@ -269,3 +269,16 @@ test("cache: a corrupt cache file is reported and rebuilt", async () => {
   assert.equal(again.cacheError, null);
   assert.equal(again.stats.fromCache, 1);
 });
+
+test("a cache that cannot be written is reported, the listing still succeeds", async () => {
+  const blocker = join(tmp, "a-file");
+  await writeFile(blocker, "x");
+  const l = await scanLibrary(join(tmp, "cached2"), { cacheDir: join(blocker, "cache") });
+  assert.equal(l.entries.length, 1);
+  assert.match(l.cacheError ?? "", /cannot write the cache/);
+});
+
+test("a path that is not a folder is an error naming it", async () => {
+  await assert.rejects(scanLibrary(fixtureLora), /not a folder/);
+  await assert.rejects(scanLibrary(join(tmp, "does-not-exist")), /ENOENT/);
+});

@@ -107,6 +107,15 @@ test("a '>' ends the token and nested brackets are not special", () => {
   assert.equal(s.prompt, "(()) []");
 });
 
+test("removal is one pass, like re.sub: text that becomes a token after a removal stays", () => {
+  const r = parsePrompt("<lo<lora:x>ra:y>");
+  assert.deepEqual(
+    r.networks.map((n) => n.name),
+    ["x"],
+  );
+  assert.equal(r.prompt, "<lora:y>");
+});
+
 test("tokens inside AND, BREAK and [a:b:10] scheduling are extracted from the whole text", () => {
   const r = parsePrompt(
     "[cat <lora:a:0.5>:dog <lora:b:0.25>:10] AND sky <lyco:c> BREAK (sea <lora:d:2>:1.2)",

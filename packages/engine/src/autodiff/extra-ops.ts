@@ -45,8 +45,8 @@ export function scatterNDAdd(data: Value, indices: Value, updates: Value): Value
 function predicate(op: string, x: Value): Value {
   return builderOf(x).addNode(op, [x], {}, [{ dtype: "bool", shape: x.shape }])[0];
 }
-export const isNaN = (x: Value): Value => predicate("IsNaN", x);
-export const isInf = (x: Value): Value => predicate("IsInf", x);
+export const isNaNOp = (x: Value): Value => predicate("IsNaN", x);
+export const isInfOp = (x: Value): Value => predicate("IsInf", x);
 
 export function not(x: Value): Value {
   const b = builderOf(x);

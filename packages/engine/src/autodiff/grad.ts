@@ -10,17 +10,20 @@
  * Gradient checkpointing: nodes made inside `checkpoint(b, fn)` (marks.ts) form segments. When the backward
  * pass reaches a segment, its forward nodes are emitted again from the segment's inputs and that segment's rules
  * read the recomputed values, so the first copy's inner activations die right after the forward pass. ONNX has no
- * control dependencies, so the recomputed copy gets a data dependency on the gradient that arrives at the segment
- * (its float activation inputs get "+ 0 * one element of that gradient"); without it ORT could schedule the
- * recompute early and keep everything alive anyway. Sessions for such graphs must disable ORT's
- * CommonSubexpressionElimination (`CHECKPOINT_DISABLED_OPTIMIZERS`), or ORT merges the two copies back into one.
+ * control dependencies and ORT orders nodes by a depth-first walk from the outputs, not by creation, so the copy
+ * is pinned with data dependencies: its float inputs (activations and graph inputs) are read as
+ * "x + 0 * anchor", where the anchor takes one element of the gradient arriving at the segment and of every
+ * gradient the previously processed segment sent out (to its inputs and parameters). Without this ORT recomputes
+ * right after the forward pass, or runs weight gradients late, and keeps everything alive (measured: no saving;
+ * with it, see bench/train-step.ts). Sessions for such graphs must still disable ORT's
+ * CommonSubexpressionElimination (`CHECKPOINT_DISABLED_OPTIMIZERS`), which merges identical copies.
  */
 import type { GraphBuilder } from "../graph/builder.ts";
 import type { Node, Value } from "../graph/ir.ts";
 import { formatShape, isFloatDType, numel } from "../graph/ir.ts";
 import { add, cast, constantOfShape, mul, reshape, slice } from "../graph/ops/index.ts";
-import { sum } from "./extra-ops.ts";
 import { AutodiffError } from "./errors.ts";
+import { sum } from "./extra-ops.ts";
 import { type CheckpointSegment, checkpointSegments, isGradientStopped } from "./marks.ts";
 import { type RuleContext, VJP_RULES } from "./rules.ts";
 
@@ -50,13 +53,17 @@ export function zerosLike(v: Value): Value {
 
 /** Appends the backward graph of `loss` w.r.t. `wrt` to `b`; returns one gradient per entry of `wrt`. */
 export function grad(b: GraphBuilder, loss: Value, wrt: readonly Value[], opts: GradOptions = {}): Value[] {
-  if (!isFloatDType(loss.dtype)) throw new AutodiffError(`grad: loss ${loss.name} is ${loss.dtype}, not float`);
+  if (!isFloatDType(loss.dtype))
+    throw new AutodiffError(`grad: loss ${loss.name} is ${loss.dtype}, not float`);
   for (const w of wrt) {
-    if (!isFloatDType(w.dtype)) throw new AutodiffError(`grad: cannot differentiate w.r.t. ${w.dtype} ${w.name}`);
+    if (!isFloatDType(w.dtype))
+      throw new AutodiffError(`grad: cannot differentiate w.r.t. ${w.dtype} ${w.name}`);
   }
   const seed = opts.seed ?? defaultSeed(b, loss);
   if (seed.dtype !== loss.dtype || formatShape(seed.shape) !== formatShape(loss.shape)) {
-    throw new AutodiffError(`grad: seed ${seed.dtype}${formatShape(seed.shape)} does not match loss ${loss.dtype}${formatShape(loss.shape)}`);
+    throw new AutodiffError(
+      `grad: seed ${seed.dtype}${formatShape(seed.shape)} does not match loss ${loss.dtype}${formatShape(loss.shape)}`,
+    );
   }
   const forward = b.nodes.slice();
 
@@ -98,6 +105,9 @@ export function grad(b: GraphBuilder, loss: Value, wrt: readonly Value[], opts: 
   const segmentOf = new Map<Node, CheckpointSegment>();
   for (const s of segments) for (const n of s.nodes) segmentOf.set(n, s);
   const recomputed = new Map<CheckpointSegment, Map<Value, Value>>();
+  // Gradients the current segment's rules send out of it (to its inputs and parameters); the next segment's
+  // recompute waits for all of them, so this segment's recomputed activations are dead before the next appear.
+  let barrier: Value[] = [];
 
   b.scope("grad", () => {
     for (const n of active) {
@@ -105,21 +115,29 @@ export function grad(b: GraphBuilder, loss: Value, wrt: readonly Value[], opts: 
       if (gs.every((g) => g === undefined)) continue;
       const rule = VJP_RULES[n.op];
       if (!rule) {
-        throw new AutodiffError(`grad: no VJP rule for ${n.op} (node ${n.name}); add one to autodiff/rules.ts`);
+        throw new AutodiffError(
+          `grad: no VJP rule for ${n.op} (node ${n.name}); add one to autodiff/rules.ts`,
+        );
       }
       const seg = segmentOf.get(n);
       let view = n;
       if (seg) {
         let remap = recomputed.get(seg);
         if (!remap) {
-          remap = recompute(b, seg, gs.find((g) => g !== undefined) as Value);
+          remap = recompute(b, seg, [gs.find((g) => g !== undefined) as Value, ...barrier]);
           recomputed.set(seg, remap);
+          barrier = [];
         }
         const r = remap;
-        view = { ...n, inputs: n.inputs.map((i) => (i && r.get(i)) ?? i), outputs: n.outputs.map((o) => r.get(o) ?? o) };
+        view = {
+          ...n,
+          inputs: n.inputs.map((i) => (i && r.get(i)) ?? i),
+          outputs: n.outputs.map((o) => r.get(o) ?? o),
+        };
       }
       // Rules see recomputed values in `view`; `needs` answers for the original value at the same input slot.
-      const original = (v: Value | undefined) => (v === undefined ? undefined : n.inputs[view.inputs.indexOf(v)] ?? v);
+      const original = (v: Value | undefined) =>
+        v === undefined ? undefined : (n.inputs[view.inputs.indexOf(v)] ?? v);
       const ctx: RuleContext = {
         needs: (v) => {
           const o = original(v);
@@ -130,7 +148,9 @@ export function grad(b: GraphBuilder, loss: Value, wrt: readonly Value[], opts: 
       const ins = rule(view, gs[0] ?? zerosLike(n.outputs[0]), ctx);
       n.inputs.forEach((inp, i) => {
         const g = ins[i];
-        if (g !== undefined && differentiable(inp) && reach.has(inp)) contribute(inp, g, `${n.op}[${i}]`);
+        if (g === undefined || !differentiable(inp) || !reach.has(inp)) return;
+        contribute(inp, g, `${n.op}[${i}]`);
+        if (seg && !(inp.producer && segmentOf.get(inp.producer) === seg)) barrier.push(g);
       });
     }
   });
@@ -146,17 +166,28 @@ function defaultSeed(b: GraphBuilder, loss: Value): Value {
   return b.constant(Array(1).fill(1), loss.dtype, [...loss.shape]);
 }
 
-/** Emits the segment's nodes again and returns original value -> recomputed value. See the header comment. */
-function recompute(b: GraphBuilder, seg: CheckpointSegment, arriving: Value): Map<Value, Value> {
+/** One element of `v` as a [1] tensor of `dtype`: a cheap data dependency on v. */
+function oneElement(v: Value, dtype: Value["dtype"]): Value {
+  const one = slice(reshape(v, [numel(v.shape)]), [0], [1]);
+  return one.dtype === dtype ? one : cast(one, dtype);
+}
+
+/**
+ * Emits the segment's nodes again and returns original value -> recomputed value. The recomputed copy reads its
+ * float inputs (activations and graph inputs) through "+ 0 * anchor", the anchor being one element of each value
+ * in `after`: ORT orders nodes by a depth-first walk, not by creation, and would otherwise run the recompute as
+ * soon as its inputs exist (right after the forward pass), keeping everything alive and saving nothing.
+ */
+function recompute(b: GraphBuilder, seg: CheckpointSegment, after: Value[]): Map<Value, Value> {
   const remap = new Map<Value, Value>();
   const inner = new Set(seg.nodes.flatMap((n) => n.outputs));
-  const one = slice(reshape(arriving, [numel(arriving.shape)]), [0], [1]);
-  const anchor = reshape(mul(one, 0), []);
+  const dtype = after[0].dtype;
+  const anchor = reshape(mul(sum(after.map((v) => oneElement(v, dtype))), 0), []);
   const anchored = new Map<Value, Value>();
   const source = (v: Value): Value => {
     const r = remap.get(v);
     if (r) return r;
-    if (inner.has(v) || v.kind !== "node" || !isFloatDType(v.dtype)) return v;
+    if (inner.has(v) || (v.kind !== "node" && v.kind !== "input") || !isFloatDType(v.dtype)) return v;
     let a = anchored.get(v);
     if (!a) {
       a = add(v, anchor.dtype === v.dtype ? anchor : cast(anchor, v.dtype));
@@ -167,8 +198,16 @@ function recompute(b: GraphBuilder, seg: CheckpointSegment, arriving: Value): Ma
   b.scope(`recompute.${seg.label || "segment"}`, () => {
     for (const n of seg.nodes) {
       const inputs = n.inputs.map((i) => (i === undefined ? undefined : source(i)));
-      const outs = b.addNode(n.op, inputs, n.attributes, n.outputs.map((o) => ({ dtype: o.dtype, shape: o.shape })), n.domain);
-      n.outputs.forEach((o, k) => remap.set(o, outs[k]));
+      const outs = b.addNode(
+        n.op,
+        inputs,
+        n.attributes,
+        n.outputs.map((o) => ({ dtype: o.dtype, shape: o.shape })),
+        n.domain,
+      );
+      n.outputs.forEach((o, k) => {
+        remap.set(o, outs[k]);
+      });
     }
   });
   return remap;

@@ -19,7 +19,13 @@ export interface GroupNormOptions {
   viaReductions?: boolean;
 }
 
-export function groupNorm(x: Value, groups: number, gamma: Value, beta: Value, opts: GroupNormOptions = {}): Value {
+export function groupNorm(
+  x: Value,
+  groups: number,
+  gamma: Value,
+  beta: Value,
+  opts: GroupNormOptions = {},
+): Value {
   const b = builderOf(x, gamma, beta);
   const [n, c] = x.shape;
   const eps = opts.epsilon ?? 1e-5;

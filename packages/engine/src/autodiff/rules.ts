@@ -3,10 +3,10 @@
  * node `n` (inputs n.inputs, outputs n.outputs; for checkpointed segments these are the recomputed values), the
  * gradient `g` of its first output and a context, and returns one gradient per input (undefined = none).
  * Broadcasting ops return gradients already summed back to their inputs' shapes. Longer rules live in
- * vjp-helpers.ts; everything here is meant to be read like a table of formulas.
+ * vjp-helpers.ts and vjp-conv.ts; everything here is meant to be read like a table of formulas.
  */
 import type { Node, Value } from "../graph/ir.ts";
-import { attrInts, attrString } from "../graph/ir.ts";
+import { attrInt, attrInts, attrString } from "../graph/ir.ts";
 import {
   add,
   cast,
@@ -25,10 +25,9 @@ import {
   where,
 } from "../graph/ops/index.ts";
 import { AutodiffError } from "./errors.ts";
+import { convGrads, convTransposeGrads, resizeNearestGrad } from "./vjp-conv.ts";
 import {
   concatGrads,
-  convGrads,
-  convTransposeGrads,
   gatherGrad,
   gemmGrads,
   instanceNormGrads,
@@ -36,7 +35,6 @@ import {
   layerNormGrads,
   matmulGrads,
   reduceGrad,
-  resizeNearestGrad,
   sliceGrad,
   splitGrad,
   unbroadcast as unb,
@@ -71,7 +69,8 @@ function geluDerivative(x: Value, approximate: string): Value {
 }
 
 function powRule(n: Node, g: Value, ctx: RuleContext): Grads {
-  if (ctx.needs(n.inputs[1])) throw new AutodiffError(`${n.name}: Pow gradient w.r.t. the exponent is not supported`);
+  if (ctx.needs(n.inputs[1]))
+    throw new AutodiffError(`${n.name}: Pow gradient w.r.t. the exponent is not supported`);
   const e = cast(x1(n), x0(n).dtype);
   return [unb(mul(mul(g, e), pow(x0(n), sub(e, 1))), shapeOf(n, 0))];
 }
@@ -95,7 +94,7 @@ export const VJP_RULES: Record<string, VjpRule> = {
   Relu: (n, g) => [where(greater(x0(n), 0), g, 0)],
   Softmax: (n, g) => {
     const y = y0(n);
-    const axis = (n.attributes.axis?.value as number | undefined) ?? -1;
+    const axis = attrInt(n, "axis", -1);
     return [mul(y, sub(g, reduceSum(mul(g, y), [axis])))];
   },
   MatMul: (n, g, ctx) => matmulGrads(x0(n), x1(n), g, ctx.needs(n.inputs[0]), ctx.needs(n.inputs[1])),
@@ -106,7 +105,6 @@ export const VJP_RULES: Record<string, VjpRule> = {
   Reshape: (n, g) => [reshape(g, [...shapeOf(n, 0)])],
   Squeeze: (n, g) => [reshape(g, [...shapeOf(n, 0)])],
   Unsqueeze: (n, g) => [reshape(g, [...shapeOf(n, 0)])],
-  Flatten: (n, g) => [reshape(g, [...shapeOf(n, 0)])],
   Transpose: (n, g) => [transpose(g, inversePerm(attrInts(n, "perm", [...shapeOf(n, 0).keys()].reverse())))],
   Expand: (n, g) => [unb(g, shapeOf(n, 0))],
   Concat: (n, g) => concatGrads(n, g),
@@ -117,6 +115,10 @@ export const VJP_RULES: Record<string, VjpRule> = {
   ReduceMean: (n, g) => [reduceGrad(n, g, true)],
   LayerNormalization: (n, g, ctx) => layerNormGrads(n, g, ctx.needs),
   InstanceNormalization: (n, g, ctx) => instanceNormGrads(n, g, ctx.needs),
-  Where: (n, g) => [undefined, unb(where(x0(n), g, 0), shapeOf(n, 1)), unb(where(x0(n), 0, g), shapeOf(n, 2))],
+  Where: (n, g) => [
+    undefined,
+    unb(where(x0(n), g, 0), shapeOf(n, 1)),
+    unb(where(x0(n), 0, g), shapeOf(n, 2)),
+  ],
   Cast: (n, g) => [cast(g, x0(n).dtype)],
 };

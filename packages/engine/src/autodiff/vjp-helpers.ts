@@ -1,20 +1,16 @@
 /**
  * The longer vector-Jacobian products, kept out of rules.ts so the table stays one line per op. Every function
  * takes the forward node's values and the output gradient and returns input gradients in the inputs' shapes.
- * Conventions checked on ORT 1.30 CPU (see /work/shared/docs/onnxruntime-node-facts.md): the input gradient of
- * Conv is ConvTranspose with the same weights; its weight gradient is a Conv of the channel-transposed input with
- * the transposed output gradient as kernel (dilations = the forward strides, strides = the forward dilations),
- * whose end pads are trimmed so the result has exactly the kernel's size; weights are never transposed (a
- * Transpose of an initializer gets duplicated by ORT's constant folding).
+ * Weights are never transposed (ORT's constant folding would store a transposed copy of an initializer): frozen
+ * 2-D weights go through Gemm's trans flags. Conv/ConvTranspose/Resize live in vjp-conv.ts.
  */
 import type { Node, Value } from "../graph/ir.ts";
-import { attrFloat, attrInt, attrInts, attrString, constantInts } from "../graph/ir.ts";
+import { attrFloat, attrInt, attrInts, constantInts } from "../graph/ir.ts";
 import {
   add,
+  cast,
   concat,
   constantOfShape,
-  conv,
-  convTranspose,
   expand,
   gemm,
   matmul,
@@ -27,10 +23,9 @@ import {
   sub,
   transpose,
   unsqueeze,
-  cast,
 } from "../graph/ops/index.ts";
-import { pad, scatterNDAdd } from "./extra-ops.ts";
 import { AutodiffError } from "./errors.ts";
+import { pad, scatterNDAdd } from "./extra-ops.ts";
 
 const range = (a: number, b: number): number[] => Array.from({ length: Math.max(0, b - a) }, (_, i) => a + i);
 
@@ -70,10 +65,16 @@ function matmulT(a: Value, b: Value, which: "a" | "b"): Value {
     const other = which === "a" ? b : a;
     const lead = other.shape.slice(0, -2);
     if (lead.length === 0)
-      return which === "a" ? gemm(a, b, undefined, { transA: true }) : gemm(a, b, undefined, { transB: true });
+      return which === "a"
+        ? gemm(a, b, undefined, { transA: true })
+        : gemm(a, b, undefined, { transB: true });
     if (which === "b") {
       const flat = reshape(a, [-1, a.shape[a.shape.length - 1]]);
-      return reshape(gemm(flat, b, undefined, { transB: true }), [...lead, a.shape[a.shape.length - 2], b.shape[0]]);
+      return reshape(gemm(flat, b, undefined, { transB: true }), [
+        ...lead,
+        a.shape[a.shape.length - 2],
+        b.shape[0],
+      ]);
     }
   }
   // (a^T b) = (b^T a)^T and (a b^T) = (b a^T)^T: only the activation is transposed.
@@ -81,7 +82,13 @@ function matmulT(a: Value, b: Value, which: "a" | "b"): Value {
 }
 
 /** MatMul with NumPy semantics (1-D operands promoted, batch dims broadcast). */
-export function matmulGrads(a: Value, b: Value, g: Value, needA: boolean, needB: boolean): (Value | undefined)[] {
+export function matmulGrads(
+  a: Value,
+  b: Value,
+  g: Value,
+  needA: boolean,
+  needB: boolean,
+): (Value | undefined)[] {
   const a2 = a.shape.length === 1 ? reshape(a, [1, a.shape[0]]) : a;
   const b2 = b.shape.length === 1 ? reshape(b, [b.shape[0], 1]) : b;
   const gShape = [...g.shape];
@@ -102,102 +109,16 @@ export function gemmGrads(n: Node, g: Value, need: (v: Value | undefined) => boo
   const tB = attrInt(n, "transB", 0) === 1;
   let da: Value | undefined;
   let db: Value | undefined;
-  if (need(a)) da = tA ? gemm(b, g, undefined, { alpha, transA: tB, transB: true }) : gemm(g, b, undefined, { alpha, transB: !tB });
-  if (need(b)) db = tB ? gemm(g, a, undefined, { alpha, transA: true, transB: tA }) : gemm(a, g, undefined, { alpha, transA: !tA });
+  if (need(a))
+    da = tA
+      ? gemm(b, g, undefined, { alpha, transA: tB, transB: true })
+      : gemm(g, b, undefined, { alpha, transB: !tB });
+  if (need(b))
+    db = tB
+      ? gemm(g, a, undefined, { alpha, transA: true, transB: tA })
+      : gemm(a, g, undefined, { alpha, transA: !tA });
   const dc = c && need(c) ? unbroadcast(beta === 1 ? g : mul(g, beta), c.shape) : undefined;
   return [da, db, dc];
-}
-
-interface ConvAttrs {
-  strides: number[];
-  pads: number[];
-  dilations: number[];
-  group: number;
-}
-
-function convAttrs(n: Node, sp: number): ConvAttrs {
-  if (attrString(n, "auto_pad", "NOTSET") !== "NOTSET")
-    throw new AutodiffError(`${n.name}: ${n.op} gradient needs explicit pads, not auto_pad`);
-  return {
-    strides: attrInts(n, "strides", Array(sp).fill(1)),
-    pads: attrInts(n, "pads", Array(2 * sp).fill(0)),
-    dilations: attrInts(n, "dilations", Array(sp).fill(1)),
-    group: attrInt(n, "group", 1),
-  };
-}
-
-/**
- * d/dW of a correlation out[n,m,p] = sum_{c,k} a[n, c, p*s + k*d - pad] * W[m, c, k] (grouped), given the
- * gradient `go` of `out`; returns [M, C/group, k...]. One Conv: batch = a's channels within a group, input
- * channels = group x batch, kernel = go with batch and channels swapped.
- */
-function correlationWeightGrad(a: Value, go: Value, kernel: number[], at: ConvAttrs): Value {
-  const [nb, c] = a.shape;
-  const sp = a.shape.length - 2;
-  const G = at.group;
-  const spatial = range(3, 3 + sp);
-  const aT = reshape(transpose(reshape(a, [nb, G, c / G, ...a.shape.slice(2)]), [2, 1, 0, ...spatial]), [c / G, G * nb, ...a.shape.slice(2)]);
-  const gT = transpose(go, [1, 0, ...range(2, 2 + sp)]);
-  const pads = [...at.pads];
-  const excess: number[] = [];
-  for (let i = 0; i < sp; i++) {
-    const padded = a.shape[2 + i] + pads[i] + pads[i + sp];
-    const spare = padded - ((go.shape[2 + i] - 1) * at.strides[i] + 1) - (kernel[i] - 1) * at.dilations[i];
-    const trim = Math.min(spare, pads[i + sp]);
-    pads[i + sp] -= trim;
-    excess.push(Math.floor((spare - trim) / at.dilations[i]));
-  }
-  let w = conv(aT, gT, undefined, { strides: at.dilations, dilations: at.strides, pads, group: G });
-  if (excess.some((e) => e > 0)) w = slice(w, Array(sp).fill(0), kernel, range(2, 2 + sp));
-  return transpose(w, [1, 0, ...range(2, 2 + sp)]);
-}
-
-const biasGrad = (g: Value): Value => reduceSum(g, [0, ...range(2, g.shape.length)], false);
-
-export function convGrads(n: Node, g: Value, need: (v: Value | undefined) => boolean): (Value | undefined)[] {
-  const [x, w, bias] = n.inputs as Value[];
-  const sp = x.shape.length - 2;
-  const at = convAttrs(n, sp);
-  let dx: Value | undefined;
-  if (need(x)) {
-    const outputPadding = range(0, sp).map((i) => {
-      const eff = (w.shape[2 + i] - 1) * at.dilations[i] + 1;
-      return x.shape[2 + i] - (at.strides[i] * (g.shape[2 + i] - 1) + eff - at.pads[i] - at.pads[i + sp]);
-    });
-    dx = convTranspose(g, w, undefined, { ...at, outputPadding });
-  }
-  const dw = need(w) ? correlationWeightGrad(x, g, w.shape.slice(2), at) : undefined;
-  return [dx, dw, bias && need(bias) ? biasGrad(g) : undefined];
-}
-
-export function convTransposeGrads(n: Node, g: Value, need: (v: Value | undefined) => boolean): (Value | undefined)[] {
-  const [x, w, bias] = n.inputs as Value[];
-  const sp = x.shape.length - 2;
-  const at = convAttrs(n, sp);
-  if (n.attributes.output_shape) throw new AutodiffError(`${n.name}: ConvTranspose gradient needs pads, not output_shape`);
-  const dx = need(x) ? conv(g, w, undefined, at) : undefined;
-  // W[c, m, k] correlates g (as the input) with x (as the output gradient): the same weight-gradient Conv.
-  const dw = need(w) ? correlationWeightGrad(g, x, w.shape.slice(2), at) : undefined;
-  return [dx, dw, bias && need(bias) ? biasGrad(g) : undefined];
-}
-
-/** Nearest Resize by integer scales that replicate blocks: the gradient sums each block. */
-export function resizeNearestGrad(n: Node, g: Value): Value {
-  const x = n.inputs[0] as Value;
-  const mode = attrString(n, "mode", "nearest");
-  const ctm = attrString(n, "coordinate_transformation_mode", "half_pixel");
-  const nearest = attrString(n, "nearest_mode", "round_prefer_floor");
-  const blockExact =
-    (ctm === "asymmetric" && nearest === "floor") ||
-    ((ctm === "half_pixel" || ctm === "pytorch_half_pixel") && nearest === "round_prefer_floor");
-  const scales = x.shape.map((d, i) => g.shape[i] / d);
-  if (mode !== "nearest" || !blockExact || !scales.every((s) => Number.isInteger(s))) {
-    throw new AutodiffError(
-      `${n.name}: Resize gradient supports nearest mode with integer scales (asymmetric+floor or half_pixel+round_prefer_floor); got ${mode}, ${ctm}, ${nearest}, scales [${scales.join(",")}]`,
-    );
-  }
-  const blocks = reshape(g, x.shape.flatMap((d, i) => [d, scales[i]]));
-  return reshape(reduceSum(blocks, x.shape.map((_, i) => 2 * i + 1), false), [...x.shape]);
 }
 
 /** Slice (any non-zero steps): place the gradient back with zero padding, axis by axis. */
@@ -206,7 +127,8 @@ export function sliceGrad(n: Node, g: Value): Value {
   const starts = constantInts(n.inputs[1]);
   const axes = constantInts(n.inputs[3]) ?? starts?.map((_, i) => i);
   const steps = constantInts(n.inputs[4]) ?? starts?.map(() => 1);
-  if (!starts || !axes || !steps) throw new AutodiffError(`${n.name}: Slice gradient needs constant starts/axes/steps`);
+  if (!starts || !axes || !steps)
+    throw new AutodiffError(`${n.name}: Slice gradient needs constant starts/axes/steps`);
   let t = g;
   axes.forEach((axis, i) => {
     const a = axis < 0 ? axis + x.shape.length : axis;
@@ -244,7 +166,10 @@ export function gatherGrad(n: Node, g: Value): Value {
   const ir = indices.shape.length;
   const rest = [...range(0, axis), ...range(axis + 1, data.shape.length)];
   // Bring the gathered axis of data (and the index axes of g) to the front, scatter along axis 0, move back.
-  const gFront = axis === 0 ? g : transpose(g, [...range(axis, axis + ir), ...range(0, axis), ...range(axis + ir, g.shape.length)]);
+  const gFront =
+    axis === 0
+      ? g
+      : transpose(g, [...range(axis, axis + ir), ...range(0, axis), ...range(axis + ir, g.shape.length)]);
   const zeros = constantOfShape(g, [data.shape[axis], ...rest.map((i) => data.shape[i])], 0, g.dtype);
   const idx = unsqueeze(indices.dtype === "int64" ? indices : cast(indices, "int64"), [ir]);
   const scattered = scatterNDAdd(zeros, idx, gFront);
@@ -259,7 +184,10 @@ export function reduceGrad(n: Node, g: Value, mean: boolean): Value {
   const noop = attrInt(n, "noop_with_empty_axes", 0) === 1;
   if (axesIn.length === 0 && noop) return g;
   const axes = axesIn.length === 0 ? range(0, r) : axesIn.map((a) => (a < 0 ? a + r : a));
-  const kept = reshape(g, x.shape.map((d, i) => (axes.includes(i) ? 1 : d)));
+  const kept = reshape(
+    g,
+    x.shape.map((d, i) => (axes.includes(i) ? 1 : d)),
+  );
   const count = axes.reduce((p, a) => p * x.shape[a], 1);
   const spread = expand(kept, [...x.shape]);
   return mean ? mul(spread, 1 / count) : spread;
@@ -287,7 +215,11 @@ export function normalizationGrads(
   return { dx: mul(rstd, inner), dScaleFull: mul(g, xhat), xhat };
 }
 
-export function layerNormGrads(n: Node, g: Value, need: (v: Value | undefined) => boolean): (Value | undefined)[] {
+export function layerNormGrads(
+  n: Node,
+  g: Value,
+  need: (v: Value | undefined) => boolean,
+): (Value | undefined)[] {
   const [x, scale, bias] = n.inputs as Value[];
   const r = x.shape.length;
   const a0 = attrInt(n, "axis", -1);
@@ -300,12 +232,22 @@ export function layerNormGrads(n: Node, g: Value, need: (v: Value | undefined) =
   ];
 }
 
-export function instanceNormGrads(n: Node, g: Value, need: (v: Value | undefined) => boolean): (Value | undefined)[] {
+export function instanceNormGrads(
+  n: Node,
+  g: Value,
+  need: (v: Value | undefined) => boolean,
+): (Value | undefined)[] {
   const [x, scale, bias] = n.inputs as Value[];
   const r = x.shape.length;
   const perChannel = (v: Value) => reshape(v, [v.shape[0], ...Array(r - 2).fill(1)]);
   const spatial = range(2, r);
-  const { dx, dScaleFull } = normalizationGrads(x, perChannel(scale), g, spatial, attrFloat(n, "epsilon", 1e-5));
+  const { dx, dScaleFull } = normalizationGrads(
+    x,
+    perChannel(scale),
+    g,
+    spatial,
+    attrFloat(n, "epsilon", 1e-5),
+  );
   return [
     need(x) ? dx : undefined,
     need(scale) ? reduceSum(dScaleFull, [0, ...spatial], false) : undefined,
@@ -326,5 +268,10 @@ export function concatGrads(n: Node, g: Value): Value[] {
 
 /** Split: concatenate the outputs' gradients (zeros where an output got none). */
 export function splitGrad(n: Node, out: (i: number) => Value): Value {
-  return n.outputs.length === 1 ? out(0) : concat(n.outputs.map((_, i) => out(i)), attrInt(n, "axis", 0));
+  return n.outputs.length === 1
+    ? out(0)
+    : concat(
+        n.outputs.map((_, i) => out(i)),
+        attrInt(n, "axis", 0),
+      );
 }

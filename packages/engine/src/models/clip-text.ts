@@ -8,11 +8,11 @@
  * the highest token id, i.e. the end-of-text token, as transformers does for eos_token_id 2 configs).
  */
 import { attr, GraphBuilder } from "../graph/builder.ts";
-import type { Graph, Value } from "../graph/ir.ts";
-import { add, cast, gather, reshape } from "../graph/ops/index.ts";
+import type { Value } from "../graph/ir.ts";
+import { add, cast, gather, gelu, reshape } from "../graph/ops/index.ts";
 import { scaledDotProductAttention } from "../nn/attention.ts";
 import { layerNorm, linear, quickGelu } from "../nn/layers.ts";
-import { type LoraTargets, ModuleContext, type WeightSource } from "../nn/module.ts";
+import { type BuiltGraph, type LoraTargets, ModuleContext, type WeightSource } from "../nn/module.ts";
 import type { ClipTextConfig } from "./configs.ts";
 
 export interface ClipTextGraphOptions {
@@ -24,11 +24,6 @@ export interface ClipTextGraphOptions {
   lora?: LoraTargets;
   /** Also output `hidden_states.<i>` (embeddings = 0, then each layer, before the final norm). */
   hiddenStates?: boolean;
-}
-
-export interface BuiltGraph {
-  graph: Graph;
-  ctx: ModuleContext;
 }
 
 /** The additive causal mask [1, 1, S, S]: 0 on and below the diagonal, float32 min above (as transformers). */
@@ -55,9 +50,9 @@ function encoderLayer(ctx: ModuleContext, x: Value, cfg: ClipTextConfig, mask: V
   let m = b.scope("layer_norm2", () => layerNorm(ctx, mid, eps));
   m = b.scope("mlp", () => {
     const f1 = b.scope("fc1", () => linear(ctx, m, d, cfg.intermediate_size));
-    const act = cfg.hidden_act === "quick_gelu" ? quickGelu(f1) : undefined;
-    if (!act) b.fail("CLIP mlp", [f1], `activation ${cfg.hidden_act} is not supported`);
-    return b.scope("fc2", () => linear(ctx, act as Value, cfg.intermediate_size, d));
+    // SD1's CLIP ViT-L uses quick_gelu; OpenCLIP towers (SD2) the exact erf GELU.
+    const act = cfg.hidden_act === "quick_gelu" ? quickGelu(f1) : gelu(f1, "none");
+    return b.scope("fc2", () => linear(ctx, act, cfg.intermediate_size, d));
   });
   return add(mid, m);
 }

@@ -2,17 +2,10 @@
  * Shared layers with PyTorch semantics, each opening no scope of its own: call them inside
  * `b.scope(<module path>, ...)` so their parameters ("weight", "bias") get the diffusers key of that module.
  */
+
+import { groupNorm as groupNormOp } from "../autodiff/group-norm.ts";
 import type { Value } from "../graph/ir.ts";
-import {
-  add,
-  conv,
-  gemm,
-  instanceNormalization,
-  layerNormalization,
-  mul,
-  reshape,
-  sigmoid,
-} from "../graph/ops/index.ts";
+import { conv, gemm, layerNormalization, mul, reshape, sigmoid } from "../graph/ops/index.ts";
 import { withLora } from "./lora.ts";
 import type { ModuleContext } from "./module.ts";
 
@@ -55,22 +48,12 @@ export function conv2d(ctx: ModuleContext, x: Value, inC: number, outC: number, 
 }
 
 /**
- * nn.GroupNorm on [N, C, ...]: InstanceNormalization over a [N, G, C/G * spatial] view (unit scale, zero shift)
- * matches PyTorch's per-group statistics and has a gradient rule in autodiff; the per-channel affine follows.
- * (ONNX GroupNormalization is avoided: no CPU kernel, and opset 18 scales per group.)
+ * nn.GroupNorm of the current module (weight/bias [C]); the computation is autodiff's groupNorm (InstanceNorm on
+ * a [N, G, -1] view + per-channel affine, PyTorch semantics, differentiable).
  */
 export function groupNorm(ctx: ModuleContext, x: Value, groups: number, eps: number): Value {
   const c = x.shape[1];
-  if (c % groups !== 0) ctx.b.fail("GroupNorm", [x], `${c} channels are not divisible into ${groups} groups`);
-  const gamma = ctx.param("weight", [c]);
-  const beta = ctx.param("bias", [c]);
-  const b = ctx.b;
-  const ones = b.constant(new Array(groups).fill(1), x.dtype, [groups]);
-  const zeros = b.constant(new Array(groups).fill(0), x.dtype, [groups]);
-  const grouped = reshape(x, [x.shape[0], groups, -1]);
-  const normed = reshape(instanceNormalization(grouped, ones, zeros, eps), x.shape);
-  const affine = [c, ...x.shape.slice(2).map(() => 1)];
-  return add(mul(normed, reshape(gamma, affine)), reshape(beta, affine));
+  return groupNormOp(x, groups, ctx.param("weight", [c]), ctx.param("bias", [c]), { epsilon: eps });
 }
 
 /** nn.LayerNorm over the last axis. */

@@ -6,7 +6,8 @@
  *   lora.<component>.<module path>.scale  float32 []            (alpha / rank x multiplier)
  * so one graph trains an adapter (down/up are the trainable inputs) and, at inference, runs any stack of adapters
  * concatenated along the rank axis (scales folded into `up` by the caller, scale = 1) without a rebuild.
- * A module outside the targets gets no inputs and no nodes.
+ * A module outside the targets gets no inputs and no nodes. For training graphs (`trainable`), down/up are named
+ * `state_in.lora.<component>.<path>.down|up` (see loraInputNames).
  */
 import type { Value } from "../graph/ir.ts";
 import { add, conv, matmul, mul, transpose } from "../graph/ops/index.ts";
@@ -18,10 +19,15 @@ export interface LoraInputNames {
   scale: string;
 }
 
-/** Graph input names of one module's LoRA. */
-export function loraInputNames(component: string, path: string): LoraInputNames {
+/**
+ * Graph input names of one module's LoRA. With `trainable`, down/up follow the training-step state convention
+ * (runtime/train-step.ts): inputs `state_in.lora.<component>.<path>.down|up`, so optim/appendTrainStep can update
+ * them as state "lora.<component>.<path>.down|up"; the scale stays a plain input.
+ */
+export function loraInputNames(component: string, path: string, trainable = false): LoraInputNames {
   const base = `lora.${component}.${path}`;
-  return { down: `${base}.down`, up: `${base}.up`, scale: `${base}.scale` };
+  const state = trainable ? "state_in." : "";
+  return { down: `${state}${base}.down`, up: `${state}${base}.up`, scale: `${base}.scale` };
 }
 
 export type LoraLayer =
@@ -39,7 +45,7 @@ export type LoraLayer =
 export function withLora(ctx: ModuleContext, x: Value, y: Value, layer: LoraLayer): Value {
   const rank = ctx.loraRank();
   if (rank <= 0 || !ctx.lora) return y;
-  const names = loraInputNames(ctx.lora.component, ctx.path);
+  const names = loraInputNames(ctx.lora.component, ctx.path, ctx.lora.trainable);
   const b = ctx.b;
   const scale = b.input(names.scale, "float32", []);
   let branch: Value;

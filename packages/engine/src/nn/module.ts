@@ -7,7 +7,7 @@
  * initializer names equal the diffusers state-dict keys and LoRA graph inputs get their names for free.
  */
 import type { GraphBuilder } from "../graph/builder.ts";
-import type { TensorSource, Value } from "../graph/ir.ts";
+import type { Graph, TensorSource, Value } from "../graph/ir.ts";
 import { formatShape } from "../graph/ir.ts";
 import { cast } from "../graph/ops/index.ts";
 
@@ -26,6 +26,8 @@ export interface LoraTargets {
   component: string;
   /** Rank per module path; a module absent here (or with rank 0) gets no LoRA inputs and costs nothing. */
   ranks: ReadonlyMap<string, number>;
+  /** Name down/up as training state inputs (`state_in.lora...`) for optim/appendTrainStep. */
+  trainable?: boolean;
 }
 
 export class ModelBuildError extends Error {
@@ -68,6 +70,15 @@ export class ModuleContext {
   loraRank(): number {
     return this.lora?.ranks.get(this.path) ?? 0;
   }
+}
+
+/**
+ * A finished model graph plus its build context: `ctx.b` is still live, so a training step (loss, grad,
+ * optimizer) can be appended and the graph built again; `ctx.loraInputs` lists the LoRA inputs created.
+ */
+export interface BuiltGraph {
+  graph: Graph;
+  ctx: ModuleContext;
 }
 
 /** A WeightSource over in-memory float32/float64 arrays keyed by diffusers key (tests, synthetic models). */

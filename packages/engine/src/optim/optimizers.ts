@@ -54,7 +54,12 @@ export function applyOptimizer(
   switch (cfg.kind) {
     case "adamw": {
       const b = builderOf(p);
-      const [b1, b2, eps, wd] = [cfg.beta1 ?? 0.9, cfg.beta2 ?? 0.999, cfg.eps ?? 1e-8, cfg.weightDecay ?? 0.01];
+      const [b1, b2, eps, wd] = [
+        cfg.beta1 ?? 0.9,
+        cfg.beta2 ?? 0.999,
+        cfg.eps ?? 1e-8,
+        cfg.weightDecay ?? 0.01,
+      ];
       const m = add(mul(state.m, b1), mul(g, 1 - b1));
       const v = add(mul(state.v, b2), mul(mul(g, g), 1 - b2));
       const bc1 = sub(1, pow(b.constant(b1, "float32", []), s.step));

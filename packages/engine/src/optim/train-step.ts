@@ -20,13 +20,27 @@
  * Guard semantics: with accumulationSteps = k > 1, a non-finite micro-batch is dropped (not added to the
  * accumulators); every k-th micro-step applies the mean of what was accumulated (sum / k) and resets them.
  */
+
+import { isInfOp, isNaNOp, mod, not, or, sum } from "../autodiff/extra-ops.ts";
+import { CHECKPOINT_DISABLED_OPTIMIZERS, grad } from "../autodiff/grad.ts";
+import { checkpointSegments } from "../autodiff/marks.ts";
 import type { GraphBuilder } from "../graph/builder.ts";
 import type { DType, Value } from "../graph/ir.ts";
 import { formatShape, numel } from "../graph/ir.ts";
-import { add, cast, concat, div, equal, min, mul, reduceSum, reshape, split, sqrt, where } from "../graph/ops/index.ts";
-import { CHECKPOINT_DISABLED_OPTIMIZERS, grad } from "../autodiff/grad.ts";
-import { isInf, isNaN, mod, not, or, sum } from "../autodiff/extra-ops.ts";
-import { checkpointSegments } from "../autodiff/marks.ts";
+import {
+  add,
+  cast,
+  concat,
+  div,
+  equal,
+  min,
+  mul,
+  reduceSum,
+  reshape,
+  split,
+  sqrt,
+  where,
+} from "../graph/ops/index.ts";
 import { type HostTensor, zeros } from "../runtime/tensor.ts";
 import { STATE_IN, STATE_OUT } from "../runtime/train-step.ts";
 import { applyOptimizer, type OptimizerConfig, optimizerSlots } from "./optimizers.ts";
@@ -88,36 +102,47 @@ function paramName(p: Value): string {
   if (p.kind !== "input" || !p.name.startsWith(STATE_IN)) {
     throw new TrainStepError(`trainable parameter ${p.name} must be a graph input named "${STATE_IN}<name>"`);
   }
-  if (p.dtype !== "float32") throw new TrainStepError(`trainable parameter ${p.name} must be float32 (master weights), got ${p.dtype}`);
+  if (p.dtype !== "float32")
+    throw new TrainStepError(
+      `trainable parameter ${p.name} must be float32 (master weights), got ${p.dtype}`,
+    );
   return p.name.slice(STATE_IN.length);
 }
 
 export function appendTrainStep(b: GraphBuilder, spec: TrainStepSpec): TrainStepGraph {
   const k = spec.accumulationSteps ?? 1;
-  if (!Number.isInteger(k) || k < 1) throw new TrainStepError(`accumulationSteps must be a positive integer, got ${k}`);
-  if (numel(spec.loss.shape) !== 1) throw new TrainStepError(`loss must have one element, got ${formatShape(spec.loss.shape)}`);
+  if (!Number.isInteger(k) || k < 1)
+    throw new TrainStepError(`accumulationSteps must be a positive integer, got ${k}`);
+  if (numel(spec.loss.shape) !== 1)
+    throw new TrainStepError(`loss must have one element, got ${formatShape(spec.loss.shape)}`);
   const single = spec.groups === undefined;
   const groups = spec.groups ?? [{ name: "default", params: spec.params ?? [] }];
   const all = groups.flatMap((g) => g.params);
   if (all.length === 0) throw new TrainStepError("no trainable parameters");
   if (new Set(all).size !== all.length) throw new TrainStepError("a parameter appears twice");
-  const state: StateSpec[] = all.map((p) => ({ name: paramName(p), dtype: "float32", shape: [...p.shape], init: "param" }));
+  const state: StateSpec[] = all.map((p) => ({
+    name: paramName(p),
+    dtype: "float32",
+    shape: [...p.shape],
+    init: "param",
+  }));
   const stateIn = (name: string, dtype: DType, shape: readonly number[]): Value => {
     state.push({ name, dtype, shape: [...shape], init: "zeros" });
     return b.input(STATE_IN + name, dtype, shape);
   };
   const emit = (name: string, v: Value) => b.output(v, STATE_OUT + name);
-  const slotName = (group: string, slot: string) => (single ? `optimizer.${slot}` : `optimizer.${group}.${slot}`);
+  const slotName = (group: string, slot: string) =>
+    single ? `optimizer.${slot}` : `optimizer.${group}.${slot}`;
 
   const grads = grad(b, spec.loss, all, { checkpointing: spec.checkpointing });
   return b.scope("optimizer", () => {
     const stepIn = stateIn(STEP_STATE, "float32", []);
     const lossF32 = spec.loss.dtype === "float32" ? spec.loss : cast(spec.loss, "float32");
-    let offset = 0;
-    const flatGrads = groups.map((g) => flat(grads.slice(offset, (offset += g.params.length))));
+    const starts = groups.map((_, i) => groups.slice(0, i).reduce((s, g) => s + g.params.length, 0));
+    const flatGrads = groups.map((g, i) => flat(grads.slice(starts[i], starts[i] + g.params.length)));
     const sumSq = (vs: Value[]) => sum(vs.map((v) => reduceSum(mul(v, v), undefined, false)));
     const microSq = sumSq(flatGrads);
-    const finite = not(or(or(isNaN(microSq), isInf(microSq)), or(isNaN(lossF32), isInf(lossF32))));
+    const finite = not(or(or(isNaNOp(microSq), isInfOp(microSq)), or(isNaNOp(lossF32), isInfOp(lossF32))));
     const finiteScalar = reshape(finite, []);
 
     let effective = flatGrads;
@@ -137,7 +162,10 @@ export function appendTrainStep(b: GraphBuilder, spec: TrainStepSpec): TrainStep
     const commit = apply ?? finiteScalar;
     const norm = sqrt(k > 1 ? sumSq(effective) : microSq);
     if (spec.maxGradNorm !== undefined) {
-      const scale = min(b.constant(1, "float32", []), div(b.constant(spec.maxGradNorm, "float32", []), add(norm, 1e-6)));
+      const scale = min(
+        b.constant(1, "float32", []),
+        div(b.constant(spec.maxGradNorm, "float32", []), add(norm, 1e-6)),
+      );
       effective = effective.map((g) => mul(g, scale));
     }
     const t = add(stepIn, 1);
@@ -148,11 +176,22 @@ export function appendTrainStep(b: GraphBuilder, spec: TrainStepSpec): TrainStep
       lrInputs[group.name] = lrName;
       const lr = b.input(lrName, "float32", []);
       const p = flat(group.params);
-      const slotIn = Object.fromEntries(slots.map((s) => [s, stateIn(slotName(group.name, s), "float32", p.shape)]));
+      const slotIn = Object.fromEntries(
+        slots.map((s) => [s, stateIn(slotName(group.name, s), "float32", p.shape)]),
+      );
       const upd = applyOptimizer(spec.optimizer, p, effective[i], slotIn, { lr, step: t });
       const next = where(commit, upd.param, p);
-      const pieces = group.params.length === 1 ? [next] : split(next, 0, group.params.map((v) => numel(v.shape)));
-      group.params.forEach((v, j) => emit(paramName(v), reshape(pieces[j], [...v.shape])));
+      const pieces =
+        group.params.length === 1
+          ? [next]
+          : split(
+              next,
+              0,
+              group.params.map((v) => numel(v.shape)),
+            );
+      group.params.forEach((v, j) => {
+        emit(paramName(v), reshape(pieces[j], [...v.shape]));
+      });
       for (const s of slots) emit(slotName(group.name, s), where(commit, upd.state[s], slotIn[s]));
     });
     emit(STEP_STATE, where(commit, t, stepIn));
@@ -164,7 +203,12 @@ export function appendTrainStep(b: GraphBuilder, spec: TrainStepSpec): TrainStep
     return {
       state,
       lrInputs,
-      outputs: { loss: "loss", gradNorm: "grad_norm", nonfinite: "nonfinite", applied: apply ? "applied" : undefined },
+      outputs: {
+        loss: "loss",
+        gradNorm: "grad_norm",
+        nonfinite: "nonfinite",
+        applied: apply ? "applied" : undefined,
+      },
       disabledOptimizers: recomputes ? [...CHECKPOINT_DISABLED_OPTIMIZERS] : [],
     };
   });
@@ -174,7 +218,10 @@ export function appendTrainStep(b: GraphBuilder, spec: TrainStepSpec): TrainStep
  * Initial state for a TrainStepRunner: parameters from `params` (keyed by state name, float32 data of the
  * declared shape), everything else zero. Copies the parameter arrays (the runner hands buffers to ORT).
  */
-export function initialTrainState(graph: TrainStepGraph, params: ReadonlyMap<string, Float32Array>): Map<string, HostTensor> {
+export function initialTrainState(
+  graph: TrainStepGraph,
+  params: ReadonlyMap<string, Float32Array>,
+): Map<string, HostTensor> {
   const out = new Map<string, HostTensor>();
   for (const s of graph.state) {
     if (s.init === "zeros") {
@@ -184,7 +231,9 @@ export function initialTrainState(graph: TrainStepGraph, params: ReadonlyMap<str
     const data = params.get(s.name);
     if (!data) throw new TrainStepError(`no initial value for parameter "${s.name}"`);
     if (data.length !== numel(s.shape)) {
-      throw new TrainStepError(`parameter "${s.name}": ${data.length} values for shape ${formatShape(s.shape)}`);
+      throw new TrainStepError(
+        `parameter "${s.name}": ${data.length} values for shape ${formatShape(s.shape)}`,
+      );
     }
     out.set(s.name, { dtype: "float32", shape: [...s.shape], data: Float32Array.from(data) });
   }

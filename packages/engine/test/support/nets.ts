@@ -4,8 +4,9 @@
  * Parameters are created by a callback so the same forward serves as teacher (initializers/inputs) and student
  * (state_in.* inputs), and optionally each block is wrapped in checkpoint().
  */
-import { checkpoint } from "../../src/autodiff/marks.ts";
+
 import { groupNorm } from "../../src/autodiff/group-norm.ts";
+import { checkpoint } from "../../src/autodiff/marks.ts";
 import type { GraphBuilder } from "../../src/graph/builder.ts";
 import type { Value } from "../../src/graph/ir.ts";
 import * as op from "../../src/graph/ops/index.ts";
@@ -32,7 +33,11 @@ export function convNetShapes(s: ConvNetSize): [string, number[], number][] {
     ["norm.gamma", [c], -1],
     ["norm.beta", [c], 0],
     ...Array.from({ length: s.depth ?? 1 }, (_, i) =>
-      ["q", "k", "v", "out"].map((m): [string, number[], number] => [`attn${i}.${m}`, [c, c], 1 / Math.sqrt(c)]),
+      ["q", "k", "v", "out"].map((m): [string, number[], number] => [
+        `attn${i}.${m}`,
+        [c, c],
+        1 / Math.sqrt(c),
+      ]),
     ).flat(),
     ["conv2.weight", [s.inChannels, c, 3, 3], 1 / Math.sqrt(9 * c)],
     ["conv2.bias", [s.inChannels], 0],
@@ -46,13 +51,21 @@ export function initConvNet(s: ConvNetSize, seed: number, gain = 1): Record<stri
   for (const [name, shape, scale] of convNetShapes(s)) {
     const n = shape.reduce((a, b) => a * b, 1);
     const noise = randn(rand, n, 0.1);
-    out[name] = Float32Array.from(randn(rand, n, scale * gain), (v, i) => (scale === -1 ? 1 + noise[i] : scale === 0 ? noise[i] : v));
+    out[name] = Float32Array.from(randn(rand, n, scale * gain), (v, i) =>
+      scale === -1 ? 1 + noise[i] : scale === 0 ? noise[i] : v,
+    );
   }
   return out;
 }
 
 /** conv 3x3 stride 2 -> GroupNorm -> SiLU -> `depth` x self-attention (+ residual) -> nearest 2x -> conv 3x3. */
-export function convNet(b: GraphBuilder, x: Value, s: ConvNetSize, param: ParamFactory, checkpointed = false): Value {
+export function convNet(
+  b: GraphBuilder,
+  x: Value,
+  s: ConvNetSize,
+  param: ParamFactory,
+  checkpointed = false,
+): Value {
   const P = Object.fromEntries(convNetShapes(s).map(([name, shape]) => [name, param(name, shape)]));
   const seg = <T>(label: string, fn: () => T): T => (checkpointed ? checkpoint(b, fn, label) : fn());
   const c = s.channels;

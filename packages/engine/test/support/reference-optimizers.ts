@@ -19,7 +19,7 @@ export function adamwStep(
   v: ArrayLike<number>,
   step: number,
   h: AdamWHyper,
-): { p: Float64Array; m: Float64Array; v: Float64Array } {
+): { p: Float64Array<ArrayBuffer>; m: Float64Array<ArrayBuffer>; v: Float64Array<ArrayBuffer> } {
   const n = p.length;
   const out = { p: new Float64Array(n), m: new Float64Array(n), v: new Float64Array(n) };
   const bc1 = 1 - h.beta1 ** step;
@@ -48,7 +48,7 @@ export function sgdStep(
   g: ArrayLike<number>,
   b: ArrayLike<number>,
   h: SgdHyper,
-): { p: Float64Array; b: Float64Array } {
+): { p: Float64Array<ArrayBuffer>; b: Float64Array<ArrayBuffer> } {
   const n = p.length;
   const out = { p: new Float64Array(n), b: new Float64Array(n) };
   for (let i = 0; i < n; i++) {
@@ -74,7 +74,7 @@ export function lionStep(
   g: ArrayLike<number>,
   m: ArrayLike<number>,
   h: LionHyper,
-): { p: Float64Array; m: Float64Array } {
+): { p: Float64Array<ArrayBuffer>; m: Float64Array<ArrayBuffer> } {
   const n = p.length;
   const out = { p: new Float64Array(n), m: new Float64Array(n) };
   for (let i = 0; i < n; i++) {
@@ -86,7 +86,10 @@ export function lionStep(
 }
 
 /** PyTorch's clip_grad_norm_: scale every gradient by min(1, maxNorm / (globalNorm + 1e-6)). */
-export function clipByGlobalNorm(grads: ArrayLike<number>[], maxNorm: number): { grads: Float64Array[]; norm: number } {
+export function clipByGlobalNorm(
+  grads: ArrayLike<number>[],
+  maxNorm: number,
+): { grads: Float64Array[]; norm: number } {
   let sq = 0;
   for (const g of grads) for (let i = 0; i < g.length; i++) sq += g[i] * g[i];
   const norm = Math.sqrt(sq);

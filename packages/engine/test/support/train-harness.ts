@@ -3,13 +3,18 @@
  * (state_in.X) and batch inputs, takes state_out.X back. Deliberately independent of runtime/ (tested there).
  */
 import ort from "onnxruntime-node";
-import type { TrainStepGraph } from "../../src/optim/train-step.ts";
 import { numel } from "../../src/graph/ir.ts";
+import type { TrainStepGraph } from "../../src/optim/train-step.ts";
 
 export type Feed = { dtype: "float32" | "int64" | "float64"; shape: number[]; data: ArrayLike<number> };
 
 export function tensorOf(f: Feed): ort.Tensor {
-  if (f.dtype === "int64") return new ort.Tensor("int64", BigInt64Array.from(Array.from(f.data), (x) => BigInt(x)), f.shape);
+  if (f.dtype === "int64")
+    return new ort.Tensor(
+      "int64",
+      BigInt64Array.from(Array.from(f.data), (x) => BigInt(x)),
+      f.shape,
+    );
   if (f.dtype === "float64") return new ort.Tensor("float64", Float64Array.from(f.data), f.shape);
   return new ort.Tensor("float32", Float32Array.from(f.data), f.shape);
 }
@@ -23,8 +28,10 @@ export class Trainer {
   ) {
     for (const s of graph.state) {
       const n = numel(s.shape);
-      if (s.init === "param") this.state.set(s.name, tensorOf({ dtype: "float32", shape: s.shape, data: params[s.name] }));
-      else if (s.dtype === "int64") this.state.set(s.name, new ort.Tensor("int64", new BigInt64Array(n), s.shape));
+      if (s.init === "param")
+        this.state.set(s.name, tensorOf({ dtype: "float32", shape: s.shape, data: params[s.name] }));
+      else if (s.dtype === "int64")
+        this.state.set(s.name, new ort.Tensor("int64", new BigInt64Array(n), s.shape));
       else this.state.set(s.name, new ort.Tensor("float32", new Float32Array(n), s.shape));
     }
   }

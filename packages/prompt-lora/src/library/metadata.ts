@@ -38,24 +38,24 @@ function decodeValue(value: string): unknown {
 
 export type FamilySource = "ss_base_model_version" | "ss_v2" | "modelspec.architecture" | "keys" | "none";
 
-/** Family from the metadata, or null when the metadata does not say. */
-export function familyFromMetadata(
+/**
+ * Family from the metadata with the key it came from (for display), or null when the metadata does not
+ * say. Same prefixes as adapters/family.ts, which the header summary applies before looking at shapes.
+ */
+export function familyFromLoraMetadata(
   metadata: Record<string, string>,
 ): { family: ModelFamily; source: FamilySource } | null {
-  const version = metadata.ss_base_model_version;
-  if (version !== undefined) {
-    if (version.startsWith("sdxl_")) return { family: "sdxl", source: "ss_base_model_version" };
-    if (version.startsWith("sd_v2")) return { family: "sd2", source: "ss_base_model_version" };
-    if (version.startsWith("sd_v1")) return { family: "sd1", source: "ss_base_model_version" };
-  }
+  const version = (metadata.ss_base_model_version ?? "").toLowerCase();
+  if (version.startsWith("sdxl")) return { family: "sdxl", source: "ss_base_model_version" };
+  if (version.startsWith("sd_v2") || version.startsWith("sd_2"))
+    return { family: "sd2", source: "ss_base_model_version" };
+  if (version.startsWith("sd_v1") || version.startsWith("sd_1"))
+    return { family: "sd1", source: "ss_base_model_version" };
+  const arch = (metadata["modelspec.architecture"] ?? "").toLowerCase();
+  if (arch.startsWith("stable-diffusion-xl")) return { family: "sdxl", source: "modelspec.architecture" };
+  if (arch.startsWith("stable-diffusion-v2")) return { family: "sd2", source: "modelspec.architecture" };
+  if (arch.startsWith("stable-diffusion-v1")) return { family: "sd1", source: "modelspec.architecture" };
   if (metadata.ss_v2 === "True") return { family: "sd2", source: "ss_v2" };
-  const arch = metadata["modelspec.architecture"];
-  if (arch !== undefined) {
-    if (arch.startsWith("stable-diffusion-xl-v1"))
-      return { family: "sdxl", source: "modelspec.architecture" };
-    if (arch.startsWith("stable-diffusion-v2")) return { family: "sd2", source: "modelspec.architecture" };
-    if (arch.startsWith("stable-diffusion-v1")) return { family: "sd1", source: "modelspec.architecture" };
-  }
   return null;
 }
 

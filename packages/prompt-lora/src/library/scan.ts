@@ -16,7 +16,7 @@ import { hashFile } from "./hash.ts";
 import {
   decodeMetadata,
   type FamilySource,
-  familyFromMetadata,
+  familyFromLoraMetadata,
   findPreview,
   readUserMetadata,
 } from "./metadata.ts";
@@ -47,6 +47,7 @@ interface Candidate {
 
 export async function scanLibrary(dir: string, options: ScanOptions = {}): Promise<LibraryListing> {
   const root = resolve(dir);
+  if (!(await stat(root)).isDirectory()) throw new Error(`${root}: not a folder`);
   const walked = await walkFolder(root);
   const candidates: Candidate[] = [];
   for (const folder of walked.folders) {
@@ -93,14 +94,20 @@ export async function scanLibrary(dir: string, options: ScanOptions = {}): Promi
   };
   const workers = Math.max(1, Math.min(options.concurrency ?? 4, candidates.length));
   await Promise.all(Array.from({ length: workers }, worker));
-  await cache.save(root);
+  let cacheError = cache.loadError;
+  try {
+    await cache.save(root);
+  } catch (err) {
+    // A read-only or full cache folder costs the next listing its speed, not this listing its result.
+    cacheError = `cannot write the cache: ${(err as Error).message}`;
+  }
   return {
     root,
     entries: entries.filter((e) => e !== undefined),
     cyclesSkipped: walked.cyclesSkipped,
     unreadable,
     stats,
-    cacheError: cache.loadError,
+    cacheError,
   };
 }
 
@@ -189,7 +196,7 @@ async function toEntry(
   mtimeMs: number,
   info: FileInfo,
 ): Promise<LibraryEntry> {
-  const fromMetadata = familyFromMetadata(info.metadata);
+  const fromMetadata = familyFromLoraMetadata(info.metadata);
   let family = info.keyFamily;
   let familySource: FamilySource = info.keyFamily === "unknown" ? "none" : "keys";
   if (fromMetadata !== null) {

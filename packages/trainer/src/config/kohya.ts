@@ -92,7 +92,9 @@ export async function fromKohya(path: string): Promise<KohyaImport> {
   try {
     data = extname(file).toLowerCase() === ".json" ? JSON.parse(text) : parseToml(text);
   } catch (err) {
-    throw new ConfigError(file, [{ keyPath: "", message: `not valid ${extname(file)}: ${(err as Error).message}` }]);
+    throw new ConfigError(file, [
+      { keyPath: "", message: `not valid ${extname(file)}: ${(err as Error).message}` },
+    ]);
   }
   if (typeof data !== "object" || data === null || Array.isArray(data)) {
     throw new ConfigError(file, [{ keyPath: "", message: "expected a table of settings" }]);
@@ -104,7 +106,8 @@ export async function fromKohya(path: string): Promise<KohyaImport> {
 function flattenSections(data: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(data)) {
-    if (typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Date)) Object.assign(out, v);
+    if (typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Date))
+      Object.assign(out, v);
     else out[k] = v;
   }
   return out;
@@ -113,7 +116,8 @@ function flattenSections(data: Record<string, unknown>): Record<string, unknown>
 export function mapKohyaSettings(settings: Record<string, unknown>): KohyaImport {
   const config: Record<string, unknown> = {};
   const reports: KohyaReport[] = [];
-  const report = (key: string, kind: KohyaReportKind, message: string) => reports.push({ key, kind, message });
+  const report = (key: string, kind: KohyaReportKind, message: string) =>
+    reports.push({ key, kind, message });
 
   for (const [key, value] of Object.entries(settings)) {
     // GUIs write empty strings for unset fields.
@@ -144,7 +148,11 @@ export function mapKohyaSettings(settings: Record<string, unknown>): KohyaImport
         break;
       case "network_module":
         if (value !== "networks.lora") {
-          report(key, "unsupported", `"${String(value)}" is not supported; only networks.lora (LoRA / LoCon) is trained`);
+          report(
+            key,
+            "unsupported",
+            `"${String(value)}" is not supported; only networks.lora (LoRA / LoCon) is trained`,
+          );
         }
         break;
       case "network_args":
@@ -154,7 +162,8 @@ export function mapKohyaSettings(settings: Record<string, unknown>): KohyaImport
         config.train_text_encoder = !value;
         break;
       case "color_aug":
-        if (value) report(key, "unsupported", "color augmentation is not supported; images are used as they are");
+        if (value)
+          report(key, "unsupported", "color augmentation is not supported; images are used as they are");
         break;
       case "save_every_n_epochs":
         report(key, "unsupported", "checkpoints are saved by steps here: set save_steps");
@@ -165,13 +174,35 @@ export function mapKohyaSettings(settings: Record<string, unknown>): KohyaImport
         break;
       default:
         if (key in NO_EFFECT_HERE) report(key, "ignored", NO_EFFECT_HERE[key]);
-        else report(key, "unknown", `unknown kohya setting (value ${JSON.stringify(value)}) was not imported`);
+        else
+          report(key, "unknown", `unknown kohya setting (value ${JSON.stringify(value)}) was not imported`);
     }
+  }
+  // sd-scripts' defaults differ from ours (network_dim 4, network_alpha 1); keep the run the user had.
+  if (config.lora_rank === undefined) {
+    config.lora_rank = 4;
+    report("network_dim", "converted", "not set: sd-scripts' default 4 is written out");
+  }
+  if (config.lora_alpha === undefined) {
+    config.lora_alpha = 1;
+    report("network_alpha", "converted", "not set: sd-scripts' default 1 is written out (scale 1/rank)");
+  }
+  // In sd-scripts max_train_epochs overrides max_train_steps; here max_train_steps would win, so keep epochs.
+  if (config.epochs !== undefined && config.max_train_steps !== undefined) {
+    delete config.max_train_steps;
+    report(
+      "max_train_steps",
+      "converted",
+      "dropped: max_train_epochs overrides it in sd-scripts, and epochs is kept",
+    );
   }
   return { config, reports };
 }
 
-function convertResolution(value: unknown, report: (k: string, kind: KohyaReportKind, m: string) => void): unknown {
+function convertResolution(
+  value: unknown,
+  report: (k: string, kind: KohyaReportKind, m: string) => void,
+): unknown {
   if (typeof value === "number") return value;
   const parts = String(value)
     .split(",")
@@ -203,11 +234,20 @@ function mapOptimizer(
 ) {
   const v = value.toLowerCase();
   const exact: Record<string, string> = { adamw: "AdamW", lion: "Lion", sgd: "SGD" };
-  const near: Record<string, string> = { adamw8bit: "AdamW", pagedadamw8bit: "AdamW", lion8bit: "Lion", sgdnesterov: "SGD" };
+  const near: Record<string, string> = {
+    adamw8bit: "AdamW",
+    pagedadamw8bit: "AdamW",
+    lion8bit: "Lion",
+    sgdnesterov: "SGD",
+  };
   if (v in exact) config.optimizer = exact[v];
   else if (v in near) {
     config.optimizer = near[v];
-    report("optimizer_type", "converted", `"${value}" -> ${near[v]} (full-precision states, same update rule)`);
+    report(
+      "optimizer_type",
+      "converted",
+      `"${value}" -> ${near[v]} (full-precision states, same update rule)`,
+    );
   } else report("optimizer_type", "unsupported", `"${value}" is not available; using AdamW`);
 }
 

@@ -18,7 +18,9 @@ export async function loadConfig(path: string): Promise<TrainConfig> {
   try {
     text = await readFile(file, "utf8");
   } catch (err) {
-    throw new ConfigError(file, [{ keyPath: "", message: `cannot read the config: ${(err as Error).message}` }]);
+    throw new ConfigError(file, [
+      { keyPath: "", message: `cannot read the config: ${(err as Error).message}` },
+    ]);
   }
   return parseConfig(text, file);
 }
@@ -39,11 +41,13 @@ export function parseConfig(text: string, file: string): TrainConfig {
   }
   const data: unknown = doc.toJS() ?? {};
   if (typeof data !== "object" || data === null || Array.isArray(data)) {
-    throw new ConfigError(file, [{ keyPath: "", message: "the config must be a mapping of key: value lines" }]);
+    throw new ConfigError(file, [
+      { keyPath: "", message: "the config must be a mapping of key: value lines" },
+    ]);
   }
   const parsed = configSchema.safeParse(data);
   if (!parsed.success) {
-    throw new ConfigError(file, toIssues(parsed.error.issues, doc.contents, position));
+    throw new ConfigError(file, toIssues(parsed.error.issues, data, doc.contents, position));
   }
   const issues = crossFieldIssues(parsed.data);
   if (issues.length > 0) {
@@ -61,7 +65,8 @@ export function resolveConfig(raw: RawConfig, configFile?: string): TrainConfig 
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
   let samplePrompts: string[] = [];
   if (Array.isArray(raw.sample_prompts)) samplePrompts = raw.sample_prompts;
-  else if (typeof raw.sample_prompts === "string") samplePrompts = readPromptFile(abs(raw.sample_prompts), configFile);
+  else if (typeof raw.sample_prompts === "string")
+    samplePrompts = readPromptFile(abs(raw.sample_prompts), configFile);
   return {
     ...raw,
     train_data_dir: abs(raw.train_data_dir),
@@ -85,7 +90,10 @@ function readPromptFile(path: string, configFile: string | undefined): string[] 
       .filter((l) => l !== "" && !l.startsWith("#"));
   } catch (err) {
     throw new ConfigError(configFile ?? path, [
-      { keyPath: "sample_prompts", message: `cannot read the prompt file ${path}: ${(err as Error).message}` },
+      {
+        keyPath: "sample_prompts",
+        message: `cannot read the prompt file ${path}: ${(err as Error).message}`,
+      },
     ]);
   }
 }
@@ -93,7 +101,10 @@ function readPromptFile(path: string, configFile: string | undefined): string[] 
 function crossFieldIssues(c: RawConfig): ConfigIssue[] {
   const out: ConfigIssue[] = [];
   if (c.min_bucket_reso > c.max_bucket_reso) {
-    out.push({ keyPath: "min_bucket_reso", message: `${c.min_bucket_reso} is above max_bucket_reso ${c.max_bucket_reso}` });
+    out.push({
+      keyPath: "min_bucket_reso",
+      message: `${c.min_bucket_reso} is above max_bucket_reso ${c.max_bucket_reso}`,
+    });
   }
   if (c.enable_bucket && Math.max(...c.resolution) > c.max_bucket_reso) {
     out.push({
@@ -101,14 +112,27 @@ function crossFieldIssues(c: RawConfig): ConfigIssue[] {
       message: `must be at least the resolution's larger side (${Math.max(...c.resolution)})`,
     });
   }
+  // Only the VAE's factor 8 is checked here; the model-specific factor (8 x 2^UNet downsamplings: 64 for SD1,
+  // 32 for the tiny test model) is checked by the trainer once the model is loaded.
   if (c.resolution.some((r) => r % 8 !== 0)) {
-    out.push({ keyPath: "resolution", message: "both sides must be multiples of 8 (the VAE downsamples by 8)" });
+    out.push({
+      keyPath: "resolution",
+      message: "both sides must be multiples of 8 (the VAE downsamples by 8)",
+    });
   }
   if (c.bucket_reso_steps % 8 !== 0) {
     out.push({ keyPath: "bucket_reso_steps", message: "must be a multiple of 8 (the VAE downsamples by 8)" });
   }
+  for (const key of ["min_bucket_reso", "max_bucket_reso"] as const) {
+    if (c[key] % c.bucket_reso_steps !== 0) {
+      out.push({ keyPath: key, message: `must be a multiple of bucket_reso_steps (${c.bucket_reso_steps})` });
+    }
+  }
   if (c.conv_alpha !== undefined && c.conv_rank === undefined) {
-    out.push({ keyPath: "conv_alpha", message: "set conv_rank too (conv_alpha only applies to LoCon conv layers)" });
+    out.push({
+      keyPath: "conv_alpha",
+      message: "set conv_rank too (conv_alpha only applies to LoCon conv layers)",
+    });
   }
   if (c.text_encoder_lr !== undefined && !c.train_text_encoder) {
     out.push({ keyPath: "text_encoder_lr", message: "is set but train_text_encoder is false" });
@@ -118,7 +142,12 @@ function crossFieldIssues(c: RawConfig): ConfigIssue[] {
 
 type Position = (offset: number) => { line: number; col: number };
 
-function toIssues(zodIssues: z.core.$ZodIssue[], root: unknown, position: Position): ConfigIssue[] {
+function toIssues(
+  zodIssues: z.core.$ZodIssue[],
+  data: unknown,
+  root: unknown,
+  position: Position,
+): ConfigIssue[] {
   const out: ConfigIssue[] = [];
   for (const issue of zodIssues) {
     if (issue.code === "unrecognized_keys") {
@@ -133,13 +162,23 @@ function toIssues(zodIssues: z.core.$ZodIssue[], root: unknown, position: Positi
       }
       continue;
     }
-    out.push({
-      keyPath: keyPathString(issue.path),
-      message: issue.message,
-      ...locate(root, issue.path, position, "value"),
-    });
+    let message = issue.message;
+    if (issue.code === "invalid_value") {
+      const given = valueAt(data, issue.path);
+      const options = issue.values.filter((v): v is string => typeof v === "string");
+      const hint = typeof given === "string" ? suggest(given, options) : undefined;
+      if (hint !== undefined) message += ` (did you mean "${hint}"?)`;
+    }
+    out.push({ keyPath: keyPathString(issue.path), message, ...locate(root, issue.path, position, "value") });
   }
-  return out;
+  return out.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
+}
+
+function valueAt(data: unknown, path: readonly PropertyKey[]): unknown {
+  let v = data;
+  for (const p of path)
+    v = typeof v === "object" && v !== null ? (v as Record<PropertyKey, unknown>)[p] : undefined;
+  return v;
 }
 
 function keyPathString(path: readonly PropertyKey[]): string {

@@ -29,7 +29,12 @@ export interface BucketAssignment {
   aspectError: number;
 }
 
-export function makeBucketResolutions(resolution: Size, minSize: number, maxSize: number, step: number): Size[] {
+export function makeBucketResolutions(
+  resolution: Size,
+  minSize: number,
+  maxSize: number,
+  step: number,
+): Size[] {
   const maxArea = resolution[0] * resolution[1];
   const set = new Map<string, Size>();
   const add = (s: Size) => set.set(`${s[0]}x${s[1]}`, s);
@@ -80,7 +85,12 @@ export class BucketPlanner {
       const step = this.settings.step;
       bucket = [resized[0] - (resized[0] % step), resized[1] - (resized[1] % step)];
     }
-    return { bucket, resized, crop: centerCrop(resized, bucket), aspectError: bucket[0] / bucket[1] - aspect };
+    return {
+      bucket,
+      resized,
+      crop: centerCrop(resized, bucket),
+      aspectError: bucket[0] / bucket[1] - aspect,
+    };
   }
 
   private noUpscaleSize(width: number, height: number, aspect: number): Size {

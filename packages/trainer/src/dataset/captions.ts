@@ -40,10 +40,15 @@ export interface CaptionOptions {
 const FILE_COLUMNS = ["filename", "file_name", "file", "image", "path"];
 const TEXT_COLUMNS = ["prompt", "text", "caption", "tags"];
 
-export async function loadCaptions(images: readonly FoundImage[], opts: CaptionOptions): Promise<CaptionResult> {
+export async function loadCaptions(
+  images: readonly FoundImage[],
+  opts: CaptionOptions,
+): Promise<CaptionResult> {
   const captions = new Map<string, string>();
   const sources = new Map<string, CaptionSource>();
-  const csvPath = opts.metadataPath ?? (existsSync(join(opts.dataDir, "metadata.csv")) ? join(opts.dataDir, "metadata.csv") : undefined);
+  const csvPath =
+    opts.metadataPath ??
+    (existsSync(join(opts.dataDir, "metadata.csv")) ? join(opts.dataDir, "metadata.csv") : undefined);
   const unmatchedCsvRows: string[] = [];
   if (csvPath !== undefined) {
     const byKey = indexImages(images, dirname(csvPath));
@@ -105,7 +110,9 @@ export async function readMetadataCsv(path: string): Promise<[string, string][]>
       rows.shift();
     }
   }
-  return rows.filter((r) => r.length > fileCol && r[fileCol].trim() !== "").map((r) => [r[fileCol].trim(), r[textCol] ?? ""]);
+  return rows
+    .filter((r) => r.length > fileCol && r[fileCol].trim() !== "")
+    .map((r) => [r[fileCol].trim(), r[textCol] ?? ""]);
 }
 
 /** CSV file names may be relative to the CSV, to the data folder, or bare names; all three are indexed. */
@@ -156,11 +163,24 @@ export function tagFrequency(
 ): Record<string, Record<string, number>> {
   const out: Record<string, Record<string, number>> = {};
   for (const image of images) {
-    const freq = (out[image.subset] ??= {});
+    if (out[image.subset] === undefined) out[image.subset] = {};
+    const freq = out[image.subset];
     for (const raw of (captions.get(image.path) ?? "").split(",")) {
       const tag = raw.trim();
       if (tag !== "") freq[tag] = (freq[tag] ?? 0) + 1;
     }
   }
   return out;
+}
+
+/**
+ * Text-encoder outputs can be computed once per caption only when the text encoder is frozen and the caption
+ * a step sees never changes (no shuffling, no dropout).
+ */
+export function textEmbeddingsCacheable(c: {
+  train_text_encoder: boolean;
+  shuffle_caption: boolean;
+  caption_dropout_rate: number;
+}): boolean {
+  return !c.train_text_encoder && !c.shuffle_caption && c.caption_dropout_rate === 0;
 }

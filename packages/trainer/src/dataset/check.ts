@@ -10,7 +10,7 @@ import { atomicWriteFile } from "../../../prompt-lora/src/util/atomic.ts";
 import { type CaptionSource, loadCaptions } from "./captions.ts";
 import { discoverImages } from "./discover.ts";
 import { ImageLoadError, probeImage } from "./image.ts";
-import { hammingDistance, perceptualHash, sharpness } from "./quality.ts";
+import { hammingDistance, measureImage } from "./quality.ts";
 
 export type CheckFlagKind =
   | "unreadable"
@@ -90,32 +90,46 @@ export async function datasetCheck(dir: string, options: CheckOptions = {}): Pro
       const info = await probeImage(img.path);
       row.width = info.width;
       row.height = info.height;
-      row.sharpness = await sharpness(img.path);
-      const h = await perceptualHash(img.path);
-      row.phash = h.toString(16).padStart(16, "0");
-      hashes.push(h);
+      const measured = await measureImage(img.path);
+      row.sharpness = measured.sharpness;
+      row.phash = measured.phash.toString(16).padStart(16, "0");
+      hashes.push(measured.phash);
     } catch (err) {
-      row.flags.push({ kind: "unreadable", detail: err instanceof ImageLoadError ? err.reason : String(err) });
+      row.flags.push({
+        kind: "unreadable",
+        detail: err instanceof ImageLoadError ? err.reason : String(err),
+      });
       hashes.push(null);
       continue;
     }
     const w = row.width!;
     const h = row.height!;
     if (w * h < o.resolution * o.resolution) {
-      row.flags.push({ kind: "under-resolution", detail: `${w}x${h} has fewer pixels than ${o.resolution}x${o.resolution}; it will be upscaled` });
+      row.flags.push({
+        kind: "under-resolution",
+        detail: `${w}x${h} has fewer pixels than ${o.resolution}x${o.resolution}; it will be upscaled`,
+      });
     }
     if (row.sharpness! < o.blurThreshold) {
-      row.flags.push({ kind: "blurry", detail: `Laplacian variance ${row.sharpness!.toFixed(1)} < ${o.blurThreshold}` });
+      row.flags.push({
+        kind: "blurry",
+        detail: `Laplacian variance ${row.sharpness!.toFixed(1)} < ${o.blurThreshold}`,
+      });
     }
     const aspect = Math.max(w / h, h / w);
     if (aspect > o.maxAspectRatio) {
-      row.flags.push({ kind: "extreme-aspect", detail: `aspect ratio ${aspect.toFixed(2)}:1 > ${o.maxAspectRatio}:1; most of it is cropped or squeezed` });
+      row.flags.push({
+        kind: "extreme-aspect",
+        detail: `aspect ratio ${aspect.toFixed(2)}:1 > ${o.maxAspectRatio}:1; most of it is cropped or squeezed`,
+      });
     }
   }
   flagDuplicates(rows, hashes, o.duplicateMaxDistance);
   flagCaptions(rows, o.minCaptionWords);
   const sheet =
-    o.contactSheetPath === null ? null : (o.contactSheetPath ?? join(dirname(dir), `${basename(dir)}-contact-sheet.png`));
+    o.contactSheetPath === null
+      ? null
+      : (o.contactSheetPath ?? join(dirname(dir), `${basename(dir)}-contact-sheet.png`));
   if (sheet !== null && rows.length > 0) await writeContactSheet(rows, sheet);
   return { rows, contactSheetPath: sheet };
 }
@@ -128,8 +142,14 @@ function flagDuplicates(rows: CheckRow[], hashes: (bigint | null)[], maxDistance
       if (a === null || b === null) continue;
       const d = hammingDistance(a, b);
       if (d <= maxDistance) {
-        rows[i].flags.push({ kind: "near-duplicate", detail: `of ${rows[j].relPath} (pHash distance ${d}/64)` });
-        rows[j].flags.push({ kind: "near-duplicate", detail: `of ${rows[i].relPath} (pHash distance ${d}/64)` });
+        rows[i].flags.push({
+          kind: "near-duplicate",
+          detail: `of ${rows[j].relPath} (pHash distance ${d}/64)`,
+        });
+        rows[j].flags.push({
+          kind: "near-duplicate",
+          detail: `of ${rows[i].relPath} (pHash distance ${d}/64)`,
+        });
       }
     }
   }
@@ -155,7 +175,10 @@ function flagCaptions(rows: CheckRow[], minWords: number) {
   for (const group of byText.values()) {
     if (group.length < 2) continue;
     for (const row of group) {
-      row.flags.push({ kind: "caption-identical", detail: `same caption as ${group.length - 1} other image(s)` });
+      row.flags.push({
+        kind: "caption-identical",
+        detail: `same caption as ${group.length - 1} other image(s)`,
+      });
     }
   }
 }
@@ -202,7 +225,9 @@ async function writeContactSheet(rows: CheckRow[], path: string): Promise<void> 
         .png()
         .toBuffer();
     } catch {
-      thumb = await sharp(solid(THUMB, THUMB, "#999999")).png().toBuffer();
+      thumb = await sharp(solid(THUMB, THUMB, "#999999"))
+        .png()
+        .toBuffer();
     }
     composites.push({ input: thumb, left: left + BORDER, top: top + BORDER });
     composites.push({ input: label(String(i + 1)), left: left + BORDER, top: top + BORDER });
@@ -217,7 +242,9 @@ async function writeContactSheet(rows: CheckRow[], path: string): Promise<void> 
 }
 
 function solid(width: number, height: number, color: string): Buffer {
-  return Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}"><rect width="100%" height="100%" fill="${color}"/></svg>`);
+  return Buffer.from(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}"><rect width="100%" height="100%" fill="${color}"/></svg>`,
+  );
 }
 
 function label(text: string): Buffer {

@@ -5,7 +5,7 @@
  * Both can be mixed. Subfolders not named N_name are listed as skipped (kohya ignores them too), and so are
  * files whose extension is an image type we do not decode. Order is by path, so runs are reproducible.
  */
-import { readdir } from "node:fs/promises";
+import { readdir, stat } from "node:fs/promises";
 import { basename, extname, join, relative } from "node:path";
 
 export const IMAGE_EXTENSIONS = [".png", ".jpg", ".jpeg", ".webp", ".bmp"];
@@ -53,21 +53,35 @@ export async function discoverImages(dir: string, defaultRepeats: number): Promi
     if (count > 0) subsets.push({ name: subset, repeats, imageCount: count });
   };
 
-  const topFiles = entries.filter((e) => e.isFile()).map((e) => e.name);
+  // Symbolic links are followed (people link picture folders in rather than copy them).
+  const kind = async (name: string, isFile: boolean, isDir: boolean, isLink: boolean) => {
+    if (!isLink) return isFile ? "file" : isDir ? "dir" : "other";
+    const s = await stat(join(dir, name)).catch(() => null);
+    return s?.isFile() ? "file" : s?.isDirectory() ? "dir" : "other";
+  };
+  const kinds = await Promise.all(
+    entries.map((e) => kind(e.name, e.isFile(), e.isDirectory(), e.isSymbolicLink())),
+  );
+  const topFiles = entries.filter((_, i) => kinds[i] === "file").map((e) => e.name);
   await addFiles(dir, basename(dir), defaultRepeats, topFiles);
-  for (const e of entries) {
-    if (!e.isDirectory() || e.name.startsWith(".")) continue;
+  for (const [i, e] of entries.entries()) {
+    if (kinds[i] !== "dir" || e.name.startsWith(".")) continue;
     const m = REPEAT_FOLDER.exec(e.name);
     const folder = join(dir, e.name);
     if (!m || Number(m[1]) < 1) {
       skipped.push({ path: folder, reason: 'folder not named "N_name" (kohya repeat folder), not used' });
       continue;
     }
-    const files = (await readdir(folder, { withFileTypes: true }))
-      .filter((f) => f.isFile())
-      .map((f) => f.name)
-      .sort();
-    await addFiles(folder, e.name, Number(m[1]), files);
+    const files: string[] = [];
+    for (const f of await readdir(folder, { withFileTypes: true })) {
+      if (
+        f.isFile() ||
+        (f.isSymbolicLink() && (await stat(join(folder, f.name)).catch(() => null))?.isFile())
+      ) {
+        files.push(f.name);
+      }
+    }
+    await addFiles(folder, e.name, Number(m[1]), files.sort());
   }
   return { images, skipped, subsets };
 }

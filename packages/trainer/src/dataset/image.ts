@@ -76,7 +76,11 @@ export async function probeImage(path: string): Promise<ImageInfo> {
 export async function loadRgb(path: string): Promise<RgbImage> {
   try {
     const { data, info } = await toRgb(open(path).rotate()).raw().toBuffer({ resolveWithObject: true });
-    return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height };
+    return {
+      data: new Uint8Array(data.buffer, data.byteOffset, data.length),
+      width: info.width,
+      height: info.height,
+    };
   } catch (err) {
     throw new ImageLoadError(path, cleanReason(err));
   }
@@ -90,7 +94,11 @@ export async function loadBucketed(path: string, a: BucketAssignment): Promise<R
       .extract(a.crop)
       .raw()
       .toBuffer({ resolveWithObject: true });
-    return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height };
+    return {
+      data: new Uint8Array(data.buffer, data.byteOffset, data.length),
+      width: info.width,
+      height: info.height,
+    };
   } catch (err) {
     throw new ImageLoadError(path, cleanReason(err));
   }
@@ -127,6 +135,7 @@ function cleanReason(err: unknown): string {
   const msg = err instanceof Error ? err.message : String(err);
   if (/ENOENT/.test(msg)) return "file not found";
   if (/EACCES|EPERM/.test(msg)) return "permission denied";
-  if (/unsupported image format/i.test(msg)) return "not an image sharp can decode (unknown or corrupt format)";
+  if (/unsupported image format/i.test(msg))
+    return "not an image sharp can decode (unknown or corrupt format)";
   return msg.split("\n")[0].trim() || "unreadable image";
 }

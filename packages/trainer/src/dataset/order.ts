@@ -28,7 +28,12 @@ export interface DataOrderState {
   position: number;
 }
 
-export function epochBatches(buckets: readonly OrderBucket[], batchSize: number, seed: number, epoch: number): Batch[] {
+export function epochBatches(
+  buckets: readonly OrderBucket[],
+  batchSize: number,
+  seed: number,
+  epoch: number,
+): Batch[] {
   const rng = new Rng(deriveSeed(seed, epoch, 0x0d47a));
   const batches: Batch[] = [];
   buckets.forEach((b, bucketIndex) => {

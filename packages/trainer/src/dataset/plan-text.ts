@@ -27,11 +27,14 @@ export function formatPlan(plan: DataPlan, extras: PlanExtras = {}): string {
   lines.push(`captions: ${sources.join(", ")}`);
   for (const w of plan.warnings) lines.push(`  warning: ${w}`);
   lines.push("repeats:");
-  for (const s of plan.subsets) lines.push(`  ${s.name}: ${s.imageCount} images x ${s.repeats} repeats = ${s.imageCount * s.repeats} samples`);
+  for (const s of plan.subsets)
+    lines.push(
+      `  ${s.name}: ${s.imageCount} images x ${s.repeats} repeats = ${s.imageCount * s.repeats} samples`,
+    );
   lines.push("buckets (width x height):");
   for (const b of plan.buckets) {
     lines.push(
-      `  ${b.bucket[0]}x${b.bucket[1]}: ${b.images} images, ${b.samples} samples / batch ${plan.batchSize} = ${b.batches} batches (rounded up)`,
+      `  ${b.bucket[0]}x${b.bucket[1]}: ${plural(b.images, "image")}, ${b.samples} samples / batch ${plan.batchSize} = ${b.batches} batches (rounded up)`,
     );
   }
   lines.push("steps:");
@@ -42,9 +45,12 @@ export function formatPlan(plan: DataPlan, extras: PlanExtras = {}): string {
     );
   }
   if (extras.secondsPerStep !== undefined) {
-    lines.push(`estimated time: ${formatDuration(plan.totalSteps * extras.secondsPerStep)} (${extras.secondsPerStep.toFixed(2)} s/step)`);
+    lines.push(
+      `estimated time: ${formatDuration(plan.totalSteps * extras.secondsPerStep)} (${extras.secondsPerStep.toFixed(2)} s/step)`,
+    );
   }
-  if (extras.memoryBytes !== undefined) lines.push(`estimated memory: ${(extras.memoryBytes / 2 ** 30).toFixed(2)} GiB`);
+  if (extras.memoryBytes !== undefined)
+    lines.push(`estimated memory: ${(extras.memoryBytes / 2 ** 30).toFixed(2)} GiB`);
   return lines.join("\n");
 }
 
@@ -66,6 +72,10 @@ export function stepSentence(plan: DataPlan): string {
       ? ` x ${plan.epochs} epochs = ${plan.totalSteps} steps`
       : `; stopping at max_train_steps = ${plan.totalSteps} steps`;
   return `${samples} ${batches}${total}`;
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
 }
 
 function formatDuration(seconds: number): string {

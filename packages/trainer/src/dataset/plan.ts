@@ -8,7 +8,7 @@ import type { TrainConfig } from "../config/schema.ts";
 import { type BucketAssignment, BucketPlanner, fixedResolutionAssignment, type Size } from "./buckets.ts";
 import { type CaptionResult, type CaptionSource, loadCaptions } from "./captions.ts";
 import { discoverImages, type SkippedFile } from "./discover.ts";
-import { ImageLoadError, type ImageInfo, probeImage } from "./image.ts";
+import { type ImageInfo, ImageLoadError, probeImage } from "./image.ts";
 import type { OrderBucket } from "./order.ts";
 
 export class DatasetError extends Error {
@@ -86,14 +86,19 @@ export async function planDataset(config: PlanConfig): Promise<DataPlan> {
     throw new DatasetError(dir, `cannot read the data folder: ${err.message}`);
   });
   const skipped = [...found.skipped];
-  const infos = await mapLimit(found.images, PROBE_CONCURRENCY, async (img) => {
+  const infos = await mapLimit(found.images, PROBE_CONCURRENCY, (img) =>
+    probeImage(img.path).catch(() => null),
+  );
+  // Failures are probed again one at a time: libvips keeps one error buffer per process, so decoders failing
+  // concurrently can lose each other's messages ("Unknown error"); alone, the real reason comes back.
+  for (const [i, img] of found.images.entries()) {
+    if (infos[i] !== null) continue;
     try {
-      return await probeImage(img.path);
+      infos[i] = await probeImage(img.path);
     } catch (err) {
       skipped.push({ path: img.path, reason: err instanceof ImageLoadError ? err.reason : String(err) });
-      return null;
     }
-  });
+  }
   const planner = new BucketPlanner({
     resolution: config.resolution,
     minReso: config.min_bucket_reso,
@@ -115,7 +120,10 @@ export async function planDataset(config: PlanConfig): Promise<DataPlan> {
       ? planner.assign(info.width, info.height)
       : fixedResolutionAssignment(info.width, info.height, config.resolution);
     if (assignment.bucket[0] === 0 || assignment.bucket[1] === 0) {
-      skipped.push({ path: img.path, reason: `${info.width}x${info.height} is smaller than one bucket step` });
+      skipped.push({
+        path: img.path,
+        reason: `${info.width}x${info.height} is smaller than one bucket step`,
+      });
       return;
     }
     images.push({
@@ -163,12 +171,17 @@ function captionWarnings(c: CaptionResult): string[] {
     out.push(w);
   }
   if (c.unmatchedCsvRows.length > 0) {
-    out.push(`${c.unmatchedCsvRows.length} metadata.csv row(s) name no image: ${c.unmatchedCsvRows.slice(0, 3).join(", ")}`);
+    out.push(
+      `${c.unmatchedCsvRows.length} metadata.csv row(s) name no image: ${c.unmatchedCsvRows.slice(0, 3).join(", ")}`,
+    );
   }
   return out;
 }
 
-type StepConfig = Pick<PlanConfig, "batch_size" | "gradient_accumulation_steps" | "epochs" | "max_train_steps">;
+type StepConfig = Pick<
+  PlanConfig,
+  "batch_size" | "gradient_accumulation_steps" | "epochs" | "max_train_steps"
+>;
 
 /** The bucket table and step counts (exported for tests and for the trainer's own bookkeeping). */
 export function stepArithmetic(

@@ -11,12 +11,20 @@ import sharp from "sharp";
 export const SHARPNESS_SIDE = 512;
 
 /** Greyscale pixels (0..255) of the image, longer side scaled to `side` (never enlarged). */
-async function grey(path: string, width: number, height?: number): Promise<{ px: Uint8Array; w: number; h: number }> {
+async function grey(
+  path: string,
+  width: number,
+  height?: number,
+): Promise<{ px: Uint8Array; w: number; h: number }> {
   const img = sharp(path, { failOn: "error" })
     .rotate()
     .flatten({ background: "#ffffff" })
     .greyscale()
-    .resize(width, height ?? width, height === undefined ? { fit: "inside", withoutEnlargement: true } : { fit: "fill" });
+    .resize(
+      width,
+      height ?? width,
+      height === undefined ? { fit: "inside", withoutEnlargement: true } : { fit: "fill" },
+    );
   const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
   const px = info.channels === 1 ? new Uint8Array(data) : takeFirstChannel(data, info.channels);
   return { px, w: info.width, h: info.height };
@@ -51,6 +59,16 @@ export async function sharpness(path: string): Promise<number> {
   return laplacianVariance(px, w, h);
 }
 
+/** Sharpness and pHash from one decode (the pHash is taken from the 512 px greyscale copy). */
+export async function measureImage(path: string): Promise<{ sharpness: number; phash: bigint }> {
+  const { px, w, h } = await grey(path, SHARPNESS_SIDE);
+  const small = await sharp(px, { raw: { width: w, height: h, channels: 1 } })
+    .resize(32, 32, { fit: "fill" })
+    .raw()
+    .toBuffer();
+  return { sharpness: laplacianVariance(px, w, h), phash: phashFromPixels(small) };
+}
+
 /** 64-bit pHash as a bigint. */
 export async function perceptualHash(path: string): Promise<bigint> {
   const { px } = await grey(path, 32, 32);
@@ -60,7 +78,8 @@ export async function perceptualHash(path: string): Promise<bigint> {
 export function phashFromPixels(px: ArrayLike<number>): bigint {
   const N = 32;
   const cos = new Float64Array(8 * N);
-  for (let u = 0; u < 8; u++) for (let x = 0; x < N; x++) cos[u * N + x] = Math.cos(((2 * x + 1) * u * Math.PI) / (2 * N));
+  for (let u = 0; u < 8; u++)
+    for (let x = 0; x < N; x++) cos[u * N + x] = Math.cos(((2 * x + 1) * u * Math.PI) / (2 * N));
   // Row transform then column transform, keeping only the 8 lowest frequencies of each.
   const rows = new Float64Array(N * 8);
   for (let y = 0; y < N; y++) {

@@ -11,7 +11,14 @@
  */
 import { defaultWindow, movingAverage } from "./loss-curve.ts";
 
-export type HealthKind = "too-short" | "non-finite" | "diverging" | "oscillating" | "plateau-early" | "falling" | "flat";
+export type HealthKind =
+  | "too-short"
+  | "non-finite"
+  | "diverging"
+  | "oscillating"
+  | "plateau-early"
+  | "falling"
+  | "flat";
 
 export interface HealthNote {
   kind: HealthKind;
@@ -45,7 +52,13 @@ export function trainingHealth(losses: readonly number[], opts: HealthOptions = 
     ];
   }
   if (n < MIN_POINTS) {
-    return [{ kind: "too-short", message: `only ${n} loss values; need ${MIN_POINTS} to judge the curve`, numbers: { points: n } }];
+    return [
+      {
+        kind: "too-short",
+        message: `only ${n} loss values; need ${MIN_POINTS} to judge the curve`,
+        numbers: { points: n },
+      },
+    ];
   }
   const w = defaultWindow(n);
   const ma = movingAverage(losses, w);
@@ -63,46 +76,102 @@ export function trainingHealth(losses: readonly number[], opts: HealthOptions = 
     });
   }
 
-  const half = ma.slice(Math.floor(n / 2) + w);
+  // Oscillation is judged on the smoothed second half minus its straight-line trend, and must exceed what the
+  // per-step noise left in the moving average explains (about +-4 standard errors).
+  const from = Math.floor(n / 2) + w;
+  const half = ma.slice(from);
   if (half.length >= 4) {
     const level = mean(half);
-    const swing = (Math.max(...half) - Math.min(...half)) / level;
-    const reversals = countReversals(half, 0.05 * level);
-    if (swing > (opts.oscillationSwing ?? 0.3) && reversals >= 3) {
+    const residual = detrend(half);
+    const noiseSd = Math.sqrt(mean(losses.slice(from).map((l, i) => (l - half[i]) ** 2))) / Math.sqrt(w);
+    const swing = (Math.max(...residual) - Math.min(...residual)) / level;
+    const noiseSwing = (8 * noiseSd) / level;
+    const reversals = countReversals(residual, Math.max(0.05 * level, 2 * noiseSd));
+    if (swing > Math.max(opts.oscillationSwing ?? 0.3, noiseSwing) && reversals >= 3) {
       notes.push({
         kind: "oscillating",
-        message: `the smoothed loss swings ${(swing * 100).toFixed(0)}% around ${level.toPrecision(3)} with ${reversals} reversals in the second half: lower the learning rate (e.g. halve it)`,
-        numbers: { swing, reversals, level, window: w },
+        message: `the smoothed loss swings ${(swing * 100).toFixed(0)}% around ${level.toPrecision(3)} with ${reversals} reversals in the second half (noise explains ${(noiseSwing * 100).toFixed(0)}%): lower the learning rate (e.g. halve it)`,
+        numbers: { swing, noiseSwing, reversals, level, window: w },
       });
     }
   }
 
   if (notes.length === 0) {
-    const tol = opts.plateauTolerance ?? 0.1;
-    let settled = ma.length;
-    while (settled > 0 && Math.abs(ma[settled - 1] - end) <= tol * end) settled--;
-    const settledFraction = settled / n;
-    if (Math.abs(change) < 0.05 && settledFraction < (opts.earlyFraction ?? 0.25)) {
+    const early = opts.earlyFraction ?? 0.25;
+    const { settledAt, tolerance } = settlePoint(losses, end, opts.plateauTolerance ?? 0.1);
+    const settledFraction = settledAt / n;
+    // A fall smaller than 3 standard errors of the start/end difference (or 5%) is not a fall.
+    const edgeErr =
+      Math.hypot(stdDev(losses.slice(0, edge)), stdDev(losses.slice(n - edge))) / Math.sqrt(edge);
+    const minFall = Math.max(0.05, (3 * edgeErr) / start);
+    if (change > -minFall) {
       notes.push({
         kind: "flat",
         message: `loss barely moved (${(change * 100).toFixed(1)}%): check that the captions and images are what you expect, then try a higher learning rate or more data`,
         numbers: { start, end, change },
       });
-    } else if (settledFraction < (opts.earlyFraction ?? 0.25)) {
+    } else if (settledFraction < early) {
       notes.push({
         kind: "plateau-early",
-        message: `the smoothed loss reached its final level (${end.toPrecision(3)} +-${tol * 100}%) by step ${settled} of ${n} (${(settledFraction * 100).toFixed(0)}%) and stayed there: more (or more varied) images or more epochs give the rest of the run something to learn`,
-        numbers: { settledAt: settled, settledFraction, start, end, change },
+        message: `the loss reached its final level (${end.toPrecision(3)} +-${(tolerance * 100).toFixed(0)}%) by step ${settledAt} of ${n} (${(settledFraction * 100).toFixed(0)}%) and stayed there: more (or more varied) images or more epochs give the rest of the run something to learn`,
+        numbers: { settledAt, settledFraction, tolerance, start, end, change },
       });
     } else {
       notes.push({
         kind: "falling",
         message: `loss fell ${(-change * 100).toFixed(0)}% (from ${start.toPrecision(3)} to ${end.toPrecision(3)}); no sign of trouble`,
-        numbers: { start, end, change },
+        numbers: { start, end, change, settledFraction },
       });
     }
   }
   return notes;
+}
+
+/**
+ * Where the loss reached its final level: the series is cut into 20 chunks, and the answer is the start of the
+ * first chunk after which every chunk mean stays within the tolerance of `end`. The tolerance is widened to 3
+ * standard errors of a chunk mean when the per-step noise is larger than it.
+ */
+function settlePoint(
+  losses: readonly number[],
+  end: number,
+  tol: number,
+): { settledAt: number; tolerance: number } {
+  const n = losses.length;
+  const size = Math.max(1, Math.floor(n / 20));
+  const chunks: number[] = [];
+  const spreads: number[] = [];
+  for (let i = 0; i + size <= n; i += size) {
+    const c = losses.slice(i, i + size);
+    const m = mean(c);
+    chunks.push(m);
+    spreads.push(Math.sqrt(mean(c.map((x) => (x - m) ** 2))));
+  }
+  const stdErr = mean(spreads) / Math.sqrt(size);
+  const tolerance = Math.max(tol, (3 * stdErr) / end);
+  let k = chunks.length;
+  while (k > 0 && Math.abs(chunks[k - 1] - end) <= tolerance * end) k--;
+  return { settledAt: k * size, tolerance };
+}
+
+/** The values minus their least-squares straight line. */
+function detrend(v: readonly number[]): number[] {
+  const n = v.length;
+  const xm = (n - 1) / 2;
+  const ym = mean(v);
+  let sxy = 0;
+  let sxx = 0;
+  for (let i = 0; i < n; i++) {
+    sxy += (i - xm) * (v[i] - ym);
+    sxx += (i - xm) ** 2;
+  }
+  const slope = sxy / sxx;
+  return v.map((y, i) => y - (ym + slope * (i - xm)));
+}
+
+function stdDev(v: readonly number[]): number {
+  const m = mean(v);
+  return Math.sqrt(mean(v.map((x) => (x - m) ** 2)));
 }
 
 function mean(v: readonly number[]): number {

@@ -37,7 +37,8 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
   const ticks: number[] = [];
-  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push(Number(t.toPrecision(12)));
+  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step)
+    ticks.push(Number(t.toPrecision(12)));
   return ticks;
 }
 
@@ -57,12 +58,15 @@ export function lossCurveSvg(points: readonly LossPoint[], opts: LossCurveOption
   // The top of the axis ignores the highest 1% of points, so one spike does not flatten the whole curve.
   const sorted = [...losses].sort((a, b) => a - b);
   const yLo = sorted.length > 0 ? Math.min(0, sorted[0]) : 0;
-  const yHiRaw = sorted.length > 0 ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))] : 1;
+  const yHiRaw =
+    sorted.length > 0 ? sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))] : 1;
   const yHi = yHiRaw > yLo ? yHiRaw * 1.05 : yLo + 1;
   const px = (step: number) => m.left + ((step - x0) / (x1 - x0 || 1)) * (W - m.left - m.right);
   const py = (v: number) => m.top + (1 - (Math.min(v, yHi) - yLo) / (yHi - yLo)) * (H - m.top - m.bottom);
   const path = (vals: readonly number[]) =>
-    vals.map((v, i) => `${i === 0 ? "M" : "L"}${px(finite[i].step).toFixed(1)},${py(v).toFixed(1)}`).join(" ");
+    vals
+      .map((v, i) => `${i === 0 ? "M" : "L"}${px(finite[i].step).toFixed(1)},${py(v).toFixed(1)}`)
+      .join(" ");
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}">`,
     `<rect width="100%" height="100%" fill="#ffffff"/>`,
@@ -71,7 +75,9 @@ export function lossCurveSvg(points: readonly LossPoint[], opts: LossCurveOption
   for (const t of niceTicks(yLo, yHi)) {
     const y = py(t).toFixed(1);
     parts.push(`<line x1="${m.left}" x2="${W - m.right}" y1="${y}" y2="${y}" stroke="#e5e5e5"/>`);
-    parts.push(`<text x="${m.left - 8}" y="${y}" text-anchor="end" dominant-baseline="middle">${fmt(t)}</text>`);
+    parts.push(
+      `<text x="${m.left - 8}" y="${y}" text-anchor="end" dominant-baseline="middle">${fmt(t)}</text>`,
+    );
   }
   for (const t of niceTicks(x0, x1, 6)) {
     const x = px(t).toFixed(1);
@@ -87,15 +93,23 @@ export function lossCurveSvg(points: readonly LossPoint[], opts: LossCurveOption
     `</g>`,
   );
   if (finite.length > 0) {
-    parts.push(`<path d="${path(losses)}" fill="none" stroke="#7aa6d8" stroke-width="1" stroke-opacity="0.7"/>`);
+    parts.push(
+      `<path d="${path(losses)}" fill="none" stroke="#7aa6d8" stroke-width="1" stroke-opacity="0.7"/>`,
+    );
     parts.push(`<path d="${path(avg)}" fill="none" stroke="#c0392b" stroke-width="3"/>`);
   }
   parts.push("</svg>");
   return parts.join("\n");
 }
 
-export async function writeLossCurvePng(path: string, points: readonly LossPoint[], opts: LossCurveOptions = {}) {
-  const png = await sharp(Buffer.from(lossCurveSvg(points, opts))).png().toBuffer();
+export async function writeLossCurvePng(
+  path: string,
+  points: readonly LossPoint[],
+  opts: LossCurveOptions = {},
+) {
+  const png = await sharp(Buffer.from(lossCurveSvg(points, opts)))
+    .png()
+    .toBuffer();
   await atomicWriteFile(path, png);
 }
 

@@ -27,7 +27,9 @@ export class MetricsWriter {
 
   write(record: MetricsRecord): void {
     // JSON has no NaN/Infinity; write them as strings so a diverged step is still visible.
-    const line = JSON.stringify(record, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v));
+    const line = JSON.stringify(record, (_k, v) =>
+      typeof v === "number" && !Number.isFinite(v) ? String(v) : v,
+    );
     const bytes = Buffer.from(`${line}\n`, "utf8");
     writeSync(this.fd, bytes, 0, bytes.length);
   }
@@ -49,5 +51,16 @@ export function readMetrics(path: string): MetricsRecord[] {
   return complete
     .split("\n")
     .filter((l) => l.trim() !== "")
-    .map((l) => JSON.parse(l, (_k, v) => (v === "NaN" ? Number.NaN : v === "Infinity" ? Number.POSITIVE_INFINITY : v === "-Infinity" ? Number.NEGATIVE_INFINITY : v)) as MetricsRecord);
+    .map(
+      (l) =>
+        JSON.parse(l, (_k, v) =>
+          v === "NaN"
+            ? Number.NaN
+            : v === "Infinity"
+              ? Number.POSITIVE_INFINITY
+              : v === "-Infinity"
+                ? Number.NEGATIVE_INFINITY
+                : v,
+        ) as MetricsRecord,
+    );
 }

@@ -10,12 +10,15 @@
  * Event files are append-only logs, not replaced atomically: each record is written with a single append, and a
  * crash can only leave a truncated last record, which TensorBoard's reader stops at without error.
  */
-import { openSync, writeSync, closeSync, fsyncSync, mkdirSync } from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { maskedCrc32c } from "./crc32c.ts";
 
-/** kohya's tag names, so dashboards built for kohya runs read these logs too. */
+/**
+ * kohya's tag names, so dashboards built for kohya runs read these logs too. kohya logs loss/epoch_average with
+ * the epoch number (1-based) as the step, the others with the global optimizer step.
+ */
 export const KOHYA_TAGS = {
   lossCurrent: "loss/current",
   lossAverage: "loss/average",
@@ -23,6 +26,9 @@ export const KOHYA_TAGS = {
   lrUnet: "lr/unet",
   lrTextEncoder: "lr/textencoder",
 } as const;
+
+/** Distinguishes writers opened in the same second by the same process (e.g. a quick resume in a test). */
+let fileCounter = 0;
 
 class ProtoWriter {
   private bytes: number[] = [];
@@ -81,7 +87,11 @@ export function encodeFileVersionEvent(wallTime: number): Uint8Array {
   return w.finish();
 }
 
-export function encodeScalarEvent(wallTime: number, step: number, scalars: readonly [string, number][]): Uint8Array {
+export function encodeScalarEvent(
+  wallTime: number,
+  step: number,
+  scalars: readonly [string, number][],
+): Uint8Array {
   const summary = new ProtoWriter();
   for (const [tag, value] of scalars) {
     const v = new ProtoWriter();
@@ -116,7 +126,10 @@ export class TensorBoardWriter {
     this.now = now;
     mkdirSync(dir, { recursive: true });
     const t = now();
-    this.path = join(dir, `events.out.tfevents.${Math.floor(t)}.${hostname()}.${process.pid}`);
+    this.path = join(
+      dir,
+      `events.out.tfevents.${Math.floor(t)}.${hostname()}.${process.pid}.${fileCounter++}`,
+    );
     this.fd = openSync(this.path, "ax");
     this.append(encodeFileVersionEvent(t));
   }

@@ -19,10 +19,22 @@ import {
   type UNetModelConfig,
   type VaeConfig,
 } from "../configs.ts";
-import { deriveClipTextConfig, deriveUNetConfig, deriveVaeConfig, type ShapeMap } from "./derive-configs.ts";
+import {
+  deriveClipTextConfig,
+  deriveOpenClipTextConfig,
+  deriveUNetConfig,
+  deriveVaeConfig,
+  type ShapeMap,
+} from "./derive-configs.ts";
 import { detectDiffusersFamily, detectSingleFileFamily, type ModelFamilyId } from "./detect.ts";
 import { CheckpointError, pickleRefusal } from "./errors.ts";
-import { architectureFor, textEncoderKeyMapper, unetKeyMapper, vaeKeyMapper } from "./original-keys.ts";
+import {
+  architectureFor,
+  openClipKeyMapper,
+  textEncoderKeyMapper,
+  unetKeyMapper,
+  vaeKeyMapper,
+} from "./original-keys.ts";
 import { FileWeights } from "./weights.ts";
 
 export interface OpenCheckpointOptions {
@@ -30,6 +42,8 @@ export interface OpenCheckpointOptions {
   predictionType?: "epsilon" | "v_prediction";
   /** Text-encoder heads for single files whose width is not a multiple of 64 (tiny test models). */
   textEncoderHeads?: number;
+  /** UNet heads (one for all levels, or per level) for single files off the SD1/SD2 conventions. */
+  unetHeads?: number | number[];
 }
 
 export interface UnusedTensor {
@@ -87,7 +101,7 @@ function unsupported(path: string, family: ModelFamilyId, evidence: string): Che
   return new CheckpointError(
     "UNSUPPORTED_FAMILY",
     path,
-    `recognised as ${family} (${evidence}); only SD1 models can be built so far`,
+    `recognised as ${family} (${evidence}); only SD1 and SD2 models can be built so far`,
   );
 }
 
@@ -100,19 +114,25 @@ export function singleFileCheckpoint(file: SafetensorsFile, o: OpenCheckpointOpt
   const shapes: ShapeMap = shapesOf(file);
   const det = detectSingleFileFamily(shapes, file.metadata, path);
   if (det.family === "unknown") throw new CheckpointError("NOT_A_CHECKPOINT", path, det.evidence);
-  if (det.family !== "sd1") throw unsupported(path, det.family, det.evidence);
-  const tePrefix = "cond_stage_model.transformer.";
+  if (det.family === "sdxl") throw unsupported(path, det.family, det.evidence);
+  const sd2 = det.family === "sd2-512" || det.family === "sd2-768-v";
+  const prediction = o.predictionType ?? (det.family === "sd2-768-v" ? "v_prediction" : "epsilon");
   const unet = deriveUNetConfig(shapes, path, {
-    headConvention: "sd1",
-    predictionType: o.predictionType ?? "epsilon",
+    headConvention: sd2 ? "sd2" : "sd1",
+    heads: o.unetHeads,
+    predictionType: prediction,
   });
   const vae = deriveVaeConfig(shapes, path, 0.18215);
-  const textEncoder = deriveClipTextConfig(shapes, path, tePrefix, o.textEncoderHeads);
-  const arch = architectureFor(unet, textEncoder, tePrefix);
+  const tePrefix = sd2 ? "cond_stage_model.model." : "cond_stage_model.transformer.";
+  const textEncoder = sd2
+    ? deriveOpenClipTextConfig(shapes, path, tePrefix, o.textEncoderHeads)
+    : deriveClipTextConfig(shapes, path, tePrefix, o.textEncoderHeads);
+  const arch = architectureFor(unet, textEncoder, tePrefix, sd2 ? "open-clip" : "hf-clip");
+  const teKeys = sd2 ? openClipKeyMapper(arch, tePrefix) : textEncoderKeyMapper(tePrefix);
   const w = {
     unet: new FileWeights(file, unetKeyMapper(arch), "unet"),
     vae: new FileWeights(file, vaeKeyMapper(vae.block_out_channels.length), "vae"),
-    textEncoder: new FileWeights(file, textEncoderKeyMapper(tePrefix), "text_encoder"),
+    textEncoder: new FileWeights(file, teKeys, "text_encoder"),
   };
   return {
     path,
@@ -150,8 +170,10 @@ function readJson(path: string): Record<string, unknown> {
 
 /** The component's weights file: <dir>/<name>.safetensors; a pickle-only component is refused. */
 function componentFile(dir: string, base: string): string {
-  const st = join(dir, `${base}.safetensors`);
-  if (existsSync(st)) return st;
+  // diffusers' fp16 "variant" files are the same layout in half precision.
+  for (const name of [`${base}.safetensors`, `${base}.fp16.safetensors`]) {
+    if (existsSync(join(dir, name))) return join(dir, name);
+  }
   const bin = join(dir, base === "model" ? "pytorch_model.bin" : `${base}.bin`);
   if (existsSync(bin)) throw pickleRefusal(bin);
   throw new CheckpointError("MISSING_TENSOR", dir, `no ${base}.safetensors in this component folder`);
@@ -170,7 +192,7 @@ async function openDiffusers(dir: string, o: OpenCheckpointOptions): Promise<Che
     Number(unetJson.cross_attention_dim),
     prediction,
   );
-  if (det.family !== "sd1") throw unsupported(dir, det.family, det.evidence);
+  if (det.family === "sdxl" || det.family === "unknown") throw unsupported(dir, det.family, det.evidence);
   const unet = parseUNetConfig(unetJson, unetCfgPath, prediction);
   const vae = parseVaeConfig(readJson(join(dir, "vae", "config.json")), join(dir, "vae", "config.json"));
   const teCfg = join(dir, "text_encoder", "config.json");

@@ -37,6 +37,8 @@ function countIndexed(shapes: ShapeMap, prefix: string): number {
 export interface UNetDeriveOptions {
   /** "sd1": 8 heads per level; "sd2": heads = channels / 64. */
   headConvention: "sd1" | "sd2";
+  /** Explicit heads (per level or one for all), for models off the conventions. */
+  heads?: number | number[];
   predictionType: "epsilon" | "v_prediction";
 }
 
@@ -87,7 +89,23 @@ export function deriveUNetConfig(shapes: ShapeMap, file: string, o: UNetDeriveOp
     );
   }
   if (cross === 0) throw new CheckpointError("BAD_CONFIG", file, "UNet has no cross-attention blocks");
-  const heads = blockOut.map((c) => (o.headConvention === "sd1" ? 8 : c / 64));
+  const heads = blockOut.map((c, i) => {
+    const h =
+      o.heads !== undefined
+        ? typeof o.heads === "number"
+          ? o.heads
+          : o.heads[i]
+        : o.headConvention === "sd1"
+          ? 8
+          : c / 64;
+    if (!Number.isInteger(h) || h < 1 || c % h !== 0)
+      throw new CheckpointError(
+        "BAD_CONFIG",
+        file,
+        `UNet level ${i} (${c} channels): ${h} attention heads; pass unetHeads`,
+      );
+    return h;
+  });
   const out = need(shapes, file, `${U}out.2.weight`);
   const temb = need(shapes, file, `${U}time_embed.0.weight`)[0];
   return {
@@ -103,6 +121,7 @@ export function deriveUNetConfig(shapes: ShapeMap, file: string, o: UNetDeriveOp
     num_attention_heads: null,
     transformer_layers_per_block: depth.every((d) => d === depth[0]) ? depth[0] : depth,
     use_linear_projection: linearProjection,
+    // Only matters for fp16 attention; these graphs compute attention in fp32.
     upcast_attention: false,
     flip_sin_to_cos: true,
     freq_shift: 0,
@@ -163,6 +182,40 @@ export function deriveClipTextConfig(
     num_attention_heads: nHeads,
     max_position_embeddings: pos[0],
     hidden_act: "quick_gelu",
+    layer_norm_eps: 1e-5,
+    eos_token_id: 2,
+  };
+}
+
+/**
+ * CLIPTextModel config of an OpenCLIP tower (SD2 `cond_stage_model.model.`), as diffusers converts it: SD2
+ * conditions on the penultimate layer, so the converted model has one layer fewer than the file (the last
+ * resblock is never used and is reported unused); GELU activation; 64-wide heads.
+ */
+export function deriveOpenClipTextConfig(
+  shapes: ShapeMap,
+  file: string,
+  prefix: string,
+  heads?: number,
+): ClipTextConfig {
+  const tok = need(shapes, file, `${prefix}token_embedding.weight`);
+  const hidden = tok[1];
+  const nHeads = heads ?? hidden / 64;
+  if (!Number.isInteger(nHeads) || nHeads < 1) {
+    throw new CheckpointError(
+      "BAD_CONFIG",
+      file,
+      `text encoder width ${hidden} is not a multiple of 64: pass textEncoderHeads`,
+    );
+  }
+  return {
+    vocab_size: tok[0],
+    hidden_size: hidden,
+    intermediate_size: need(shapes, file, `${prefix}transformer.resblocks.0.mlp.c_fc.weight`)[0],
+    num_hidden_layers: countIndexed(shapes, `${prefix}transformer.resblocks.`) - 1,
+    num_attention_heads: nHeads,
+    max_position_embeddings: need(shapes, file, `${prefix}positional_embedding`)[0],
+    hidden_act: "gelu",
     layer_norm_eps: 1e-5,
     eos_token_id: 2,
   };

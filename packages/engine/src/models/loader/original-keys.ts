@@ -21,12 +21,9 @@ export function architectureFor(
   unet: UNetModelConfig,
   te: ClipTextConfig,
   tePrefix: string,
+  teStyle: "hf-clip" | "open-clip" = "hf-clip",
 ): ModelArchitecture {
-  return architectureFromConfig(
-    { ...unet, cross_attention_dim: unet.cross_attention_dim, num_attention_heads: unet.num_attention_heads },
-    te,
-    { te: { style: "hf-clip", prefix: tePrefix } },
-  );
+  return architectureFromConfig(unet, te, { te: { style: teStyle, prefix: tePrefix } });
 }
 
 function splitKey(key: string): [string, string] {
@@ -68,6 +65,33 @@ export function unetKeyMapper(arch: ModelArchitecture): KeyMapper {
 /** hf-clip layout: the transformers keys under a prefix ("cond_stage_model.transformer."). */
 export function textEncoderKeyMapper(prefix: string): KeyMapper {
   return (key) => prefix + key;
+}
+
+const OPEN_CLIP_NAMES: [RegExp, string][] = [
+  [/^text_model\.embeddings\.token_embedding\.weight$/, "token_embedding.weight"],
+  [/^text_model\.embeddings\.position_embedding\.weight$/, "positional_embedding"],
+  [/^text_model\.final_layer_norm\.(weight|bias)$/, "ln_final.$1"],
+  [/^text_model\.encoder\.layers\.(\d+)\.layer_norm1\.(weight|bias)$/, "transformer.resblocks.$1.ln_1.$2"],
+  [/^text_model\.encoder\.layers\.(\d+)\.layer_norm2\.(weight|bias)$/, "transformer.resblocks.$1.ln_2.$2"],
+];
+
+/**
+ * OpenCLIP layout (SD2 `cond_stage_model.model.`): Linear weights (incl. row slices of the fused
+ * attn.in_proj_weight) from the architecture module, their biases beside them (in_proj_bias, same rows), and the
+ * norms / embeddings renamed here.
+ */
+export function openClipKeyMapper(arch: ModelArchitecture, prefix: string): KeyMapper {
+  return (key) => {
+    const [path, param] = splitKey(key);
+    if (arch.find("te", path)) {
+      const t = arch.originalTarget("te", path);
+      const stored =
+        param === "weight" ? t.key : t.key.replace(/_weight$/, "_bias").replace(/\.weight$/, ".bias");
+      return t.rows ? { key: stored, rows: t.rows } : stored;
+    }
+    for (const [re, to] of OPEN_CLIP_NAMES) if (re.test(key)) return prefix + key.replace(re, to);
+    return undefined;
+  };
 }
 
 const VAE_RESNET: Record<string, string> = { conv_shortcut: "nin_shortcut" };

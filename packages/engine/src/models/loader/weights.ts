@@ -11,8 +11,14 @@ import { CheckpointError } from "./errors.ts";
 
 const DTYPES: Record<string, DType> = { F32: "float32", F16: "float16", BF16: "bfloat16", F64: "float64" };
 
-/** Maps a diffusers key of one component to the stored key (undefined: the layout has no place for it). */
-export type KeyMapper = (diffusersKey: string) => string | undefined;
+/**
+ * Maps a diffusers key of one component to the stored key (undefined: the layout has no place for it), or to a
+ * row range of a stored tensor (OpenCLIP's fused in_proj_weight holds q, k and v as rows [0,d) [d,2d) [2d,3d)):
+ * rows of a row-major tensor are contiguous bytes, so a slice is still a plain external reference.
+ */
+export type KeyMapper = (
+  diffusersKey: string,
+) => string | { key: string; rows: [number, number] } | undefined;
 
 export class FileWeights implements WeightSource {
   /** Stored keys handed out so far. */
@@ -25,9 +31,9 @@ export class FileWeights implements WeightSource {
   ) {}
 
   tensor(key: string, expected: readonly number[]): ExternalTensor {
-    const stored = this.mapKey(key);
+    const target = this.mapKey(key);
     const where = `${this.component} parameter ${key}`;
-    if (stored === undefined) {
+    if (target === undefined) {
       throw new CheckpointError(
         "MISSING_TENSOR",
         this.file.path,
@@ -35,6 +41,8 @@ export class FileWeights implements WeightSource {
         key,
       );
     }
+    const stored = typeof target === "string" ? target : target.key;
+    const rows = typeof target === "string" ? undefined : target.rows;
     const info = this.file.tensors.get(stored);
     if (!info) {
       throw new CheckpointError(
@@ -53,22 +61,35 @@ export class FileWeights implements WeightSource {
         stored,
       );
     }
-    if (!sameData(info.shape, expected)) {
+    let shape = info.shape;
+    let offset = info.fileOffset;
+    let byteLength = info.byteLength;
+    if (rows) {
+      const [from, to] = rows;
+      if (info.shape.length === 0 || to > info.shape[0] || from < 0 || from >= to) {
+        throw new CheckpointError(
+          "SHAPE_MISMATCH",
+          this.file.path,
+          `${where}: rows ${from}..${to} do not fit "${stored}" ${formatShape(info.shape)}`,
+          stored,
+        );
+      }
+      const rowBytes = info.byteLength / info.shape[0];
+      shape = [to - from, ...info.shape.slice(1)];
+      offset += from * rowBytes;
+      byteLength = (to - from) * rowBytes;
+    }
+    if (!sameData(shape, expected)) {
+      const part = rows ? ` rows ${rows[0]}..${rows[1]}` : "";
       throw new CheckpointError(
         "SHAPE_MISMATCH",
         this.file.path,
-        `${where}: tensor "${stored}" has shape ${formatShape(info.shape)}, the model needs ${formatShape(expected)}`,
+        `${where}: tensor "${stored}"${part} has shape ${formatShape(shape)}, the model needs ${formatShape(expected)}`,
         stored,
       );
     }
     this.used.add(stored);
-    return {
-      dtype,
-      shape: [...expected],
-      path: this.file.path,
-      offset: info.fileOffset,
-      byteLength: info.byteLength,
-    };
+    return { dtype, shape: [...expected], path: this.file.path, offset, byteLength };
   }
 }
 

@@ -15,6 +15,8 @@ export interface BlockEnv {
   tembChannels: number;
   groups: number;
   eps: number;
+  /** Wraps each resnet / transformer (gradient checkpointing: autodiff recomputes it in the backward pass). */
+  segment: <T>(fn: () => T) => T;
 }
 
 export interface DownBlockShape {
@@ -40,18 +42,20 @@ export function downBlock(
     const inC = j === 0 ? s.inChannels : s.outChannels;
     const cur = h;
     h = b.scope(`resnets.${j}`, () =>
-      resnetBlock2D(ctx, cur, env.temb, {
-        inChannels: inC,
-        outChannels: s.outChannels,
-        groups: env.groups,
-        eps: env.eps,
-        tembChannels: env.tembChannels,
-      }),
+      env.segment(() =>
+        resnetBlock2D(ctx, cur, env.temb, {
+          inChannels: inC,
+          outChannels: s.outChannels,
+          groups: env.groups,
+          eps: env.eps,
+          tembChannels: env.tembChannels,
+        }),
+      ),
     );
     if (s.attention) {
       const att = { ...s.attention, channels: s.outChannels };
       const cur2 = h;
-      h = b.scope(`attentions.${j}`, () => transformer2D(ctx, cur2, env.context, att));
+      h = b.scope(`attentions.${j}`, () => env.segment(() => transformer2D(ctx, cur2, env.context, att)));
     }
     skips.push(h);
   }
@@ -78,11 +82,13 @@ export function midBlockCrossAttn(
     eps: env.eps,
     tembChannels: env.tembChannels,
   };
-  let h = b.scope("resnets.0", () => resnetBlock2D(ctx, x, env.temb, rs));
+  let h = b.scope("resnets.0", () => env.segment(() => resnetBlock2D(ctx, x, env.temb, rs)));
   const h1 = h;
-  h = b.scope("attentions.0", () => transformer2D(ctx, h1, env.context, { ...attention, channels }));
+  h = b.scope("attentions.0", () =>
+    env.segment(() => transformer2D(ctx, h1, env.context, { ...attention, channels })),
+  );
   const h2 = h;
-  return b.scope("resnets.1", () => resnetBlock2D(ctx, h2, env.temb, rs));
+  return b.scope("resnets.1", () => env.segment(() => resnetBlock2D(ctx, h2, env.temb, rs)));
 }
 
 export interface UpBlockShape {
@@ -105,18 +111,20 @@ export function upBlock(ctx: ModuleContext, x: Value, skips: Value[], env: Block
     const inC = (j === 0 ? s.prevChannels : s.outChannels) + skip.shape[1];
     const joined = concat([h, skip], 1);
     h = b.scope(`resnets.${j}`, () =>
-      resnetBlock2D(ctx, joined, env.temb, {
-        inChannels: inC,
-        outChannels: s.outChannels,
-        groups: env.groups,
-        eps: env.eps,
-        tembChannels: env.tembChannels,
-      }),
+      env.segment(() =>
+        resnetBlock2D(ctx, joined, env.temb, {
+          inChannels: inC,
+          outChannels: s.outChannels,
+          groups: env.groups,
+          eps: env.eps,
+          tembChannels: env.tembChannels,
+        }),
+      ),
     );
     if (s.attention) {
       const att = { ...s.attention, channels: s.outChannels };
       const cur = h;
-      h = b.scope(`attentions.${j}`, () => transformer2D(ctx, cur, env.context, att));
+      h = b.scope(`attentions.${j}`, () => env.segment(() => transformer2D(ctx, cur, env.context, att)));
     }
   }
   if (s.upsample) {

@@ -9,13 +9,13 @@
  * (time_proj, time_embedding, conv_in, down_blocks.i, mid_block, up_blocks.i, conv_norm_out) when `hooks` is set.
  * fp32 throughout, so upcast_attention needs no special handling.
  */
+import { checkpoint } from "../../autodiff/marks.ts";
 import { GraphBuilder } from "../../graph/builder.ts";
 import type { Value } from "../../graph/ir.ts";
 import { cast } from "../../graph/ops/index.ts";
 import { timestepEmbedding } from "../../nn/attention.ts";
 import { conv2d, groupNorm, linear, silu } from "../../nn/layers.ts";
-import { type LoraTargets, ModuleContext, type WeightSource } from "../../nn/module.ts";
-import type { BuiltGraph } from "../clip-text.ts";
+import { type BuiltGraph, type LoraTargets, ModuleContext, type WeightSource } from "../../nn/module.ts";
 import { perLevel, type UNetModelConfig, unetHeads } from "../configs.ts";
 import { type BlockEnv, downBlock, midBlockCrossAttn, upBlock } from "./blocks.ts";
 
@@ -29,6 +29,12 @@ export interface UNetGraphOptions {
   timestepDType?: "float32" | "int64";
   lora?: LoraTargets;
   hooks?: boolean;
+  /**
+   * Mark every resnet and transformer as a checkpoint() segment: a training graph built on this forward keeps
+   * only the segment boundaries and recomputes the insides in the backward pass (sessions must then disable
+   * ORT's CommonSubexpressionElimination, see autodiff CHECKPOINT_DISABLED_OPTIMIZERS).
+   */
+  gradientCheckpointing?: boolean;
 }
 
 export function buildUNetGraph(cfg: UNetModelConfig, weights: WeightSource, o: UNetGraphOptions): BuiltGraph {
@@ -62,12 +68,14 @@ export function buildUNetGraph(cfg: UNetModelConfig, weights: WeightSource, o: U
     return b.scope("linear_2", () => linear(ctx, silu(h), tembC, tembC));
   });
   hook(temb, "time_embedding");
+  const segment = <T>(fn: () => T): T => (o.gradientCheckpointing ? checkpoint(b, fn) : fn());
   const env: BlockEnv = {
     temb,
     context,
     tembChannels: tembC,
     groups: cfg.norm_num_groups,
     eps: cfg.norm_eps,
+    segment,
   };
   const attentionAt = (i: number, hasAttention: boolean, hs: number[], ds: number[]) =>
     hasAttention

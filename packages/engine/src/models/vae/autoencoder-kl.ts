@@ -13,8 +13,7 @@ import type { Value } from "../../graph/ir.ts";
 import { add, max, min, reshape, split, transpose } from "../../graph/ops/index.ts";
 import { attention } from "../../nn/attention.ts";
 import { conv2d, groupNorm, silu } from "../../nn/layers.ts";
-import { type LoraTargets, ModuleContext, type WeightSource } from "../../nn/module.ts";
-import type { BuiltGraph } from "../clip-text.ts";
+import { type BuiltGraph, type LoraTargets, ModuleContext, type WeightSource } from "../../nn/module.ts";
 import type { VaeConfig } from "../configs.ts";
 import { downsample2D, resnetBlock2D, upsample2D } from "../resnet.ts";
 

@@ -15,7 +15,15 @@ import type { StackEntry } from "../../merge/types.ts";
 import { parsePrompt } from "../../prompt/parse.ts";
 import { resolveNetworks } from "../../prompt/resolve.ts";
 import { withProgress } from "../../util/progress.ts";
-import { action, addJsonOption, CliError, defaultCacheDir, parsePositiveInt, printJson, printLine } from "../output.ts";
+import {
+  action,
+  addJsonOption,
+  CliError,
+  defaultCacheDir,
+  parsePositiveInt,
+  printJson,
+  printLine,
+} from "../output.ts";
 import { checkDtype, checkFormat } from "./convert.ts";
 import { detectCheckpointFamily } from "./family.ts";
 
@@ -101,7 +109,9 @@ async function runBake(prompt: string, opts: BakeCliOptions): Promise<void> {
   );
   const resolution = resolveNetworks(parsed, listing.entries);
   if (resolution.notFoundMessage !== null && !opts.allowMissing) {
-    throw new CliError(`${resolution.notFoundMessage} (in ${opts.loraDir}; --allow-missing bakes the others)`);
+    throw new CliError(
+      `${resolution.notFoundMessage} (in ${opts.loraDir}; --allow-missing bakes the others)`,
+    );
   }
   if (resolution.unusable.length > 0) {
     const u = resolution.unusable[0];
@@ -158,7 +168,9 @@ async function runBake(prompt: string, opts: BakeCliOptions): Promise<void> {
   printLine(`prompt without tokens: ${parsed.prompt}`);
   if (resolution.notFoundMessage) printLine(resolution.notFoundMessage);
   if (report.unmatchedModules.length > 0) {
-    printLine(`warning: ${report.unmatchedModules.length} modules have no weight in the base, e.g. ${report.unmatchedModules[0]}`);
+    printLine(
+      `warning: ${report.unmatchedModules.length} modules have no weight in the base, e.g. ${report.unmatchedModules[0]}`,
+    );
   }
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
 }
@@ -168,7 +180,8 @@ async function runExtract(opts: ExtractCliOptions): Promise<void> {
   const convRank = opts.convRank === undefined ? undefined : parsePositiveInt(opts.convRank, "--conv-rank");
   const format = checkFormat(opts.format);
   const dtype = checkDtype(opts.dtype);
-  for (const p of [opts.base, opts.tuned]) if (!existsSync(p)) throw new CliError(`${p}: no such file or folder`);
+  for (const p of [opts.base, opts.tuned])
+    if (!existsSync(p)) throw new CliError(`${p}: no such file or folder`);
   const family = checkFamily(opts.family) ?? (await detectCheckpointFamily(opts.base));
   const { extractAdapter } = await import("../../merge/extract.ts");
   const adapter = await withProgress("extracting", (p) =>
@@ -181,10 +194,18 @@ async function runExtract(opts: ExtractCliOptions): Promise<void> {
       onProgress: (done, total) => p.update(done, total),
     }),
   );
-  if (adapter.modules.length === 0) throw new CliError("the two checkpoints do not differ in any adapted module");
+  if (adapter.modules.length === 0)
+    throw new CliError("the two checkpoints do not differ in any adapted module");
   const output = resolve(opts.output);
   await writeAdapter(output, adapter, dtype === undefined ? { format } : { format, dtype });
-  const summary = { output, family, rank, convRank: convRank ?? null, modules: adapter.modules.length, format };
+  const summary = {
+    output,
+    family,
+    rank,
+    convRank: convRank ?? null,
+    modules: adapter.modules.length,
+    format,
+  };
   if (opts.json) printJson(summary);
   else printLine(`${adapter.modules.length} modules (rank ${rank}, ${family}) -> ${output} (${format})`);
 }

@@ -1,0 +1,228 @@
+/**
+ * The job queue: at most `concurrency` jobs run at once (default 1: one GPU job at a time), each in its own
+ * worker_thread so the service keeps answering. Every state change and every event a job emits is appended
+ * to the store (with its sequence number) before it is announced on `events`, so the websocket layer can
+ * replay from any `since`. At start, jobs left "running" by a previous process (crash or stop) are queued
+ * again; a resumable kind gets its last checkpoint back, others start over.
+ */
+import { EventEmitter } from "node:events";
+import type { Worker } from "node:worker_threads";
+import { JOB_KIND_MODULES, loadJobKind } from "./kinds/index.ts";
+import { startJobWorker } from "./runner.ts";
+import { FINAL_STATES, type JobEvent, type JobRecord, type JobState, type JobStore } from "./store.ts";
+import { type JobEnvironment, type JobKind, JobParamsError, type StopReason } from "./types.ts";
+import type { WorkerMessage } from "./worker.ts";
+
+export class JobError extends Error {
+  constructor(
+    readonly status: 404 | 409 | 400,
+    message: string,
+  ) {
+    super(message);
+    this.name = "JobError";
+  }
+}
+
+export interface QueueOptions {
+  concurrency?: number;
+  /** Called in the service's thread when a job wrote LoRA files (hot-load). */
+  onLoraFiles?: (job: JobRecord, files: string[]) => Promise<void> | void;
+  /** How long a cancelled job may take to stop before its worker is terminated. */
+  cancelGraceMs?: number;
+}
+
+interface Running {
+  worker: Worker;
+  stop: StopReason | null;
+  settled: boolean;
+  /** The worker posted its outcome; its exit that follows is expected. */
+  finishing: boolean;
+}
+
+export class JobQueue {
+  /** "event" (JobEvent) for every persisted event; "job" (JobRecord) after every state change. */
+  readonly events = new EventEmitter();
+  private readonly running = new Map<string, Running>();
+  private readonly concurrency: number;
+  private closed = false;
+
+  constructor(
+    readonly store: JobStore,
+    readonly env: JobEnvironment,
+    private readonly options: QueueOptions = {},
+  ) {
+    this.concurrency = Math.max(1, options.concurrency ?? 1);
+    this.events.setMaxListeners(0);
+  }
+
+  static kinds(): string[] {
+    return Object.keys(JOB_KIND_MODULES);
+  }
+
+  /** Re-queues jobs interrupted by the previous process, then starts what can run. */
+  start(): void {
+    for (const job of this.store.inState("running")) {
+      this.setState(job.id, "queued", { reason: "the service restarted while this job was running" });
+    }
+    this.pump();
+  }
+
+  private emit(jobId: string, type: string, data: unknown): JobEvent {
+    const ev = this.store.appendEvent(jobId, type, data);
+    this.events.emit("event", ev);
+    return ev;
+  }
+
+  private setState(id: string, state: JobState, extra: Record<string, unknown> = {}): void {
+    const now = Date.now();
+    this.store.update(id, {
+      state,
+      ...(state === "running" ? { startedAt: now } : {}),
+      ...(FINAL_STATES.includes(state) ? { finishedAt: now } : {}),
+      ...(typeof extra.error === "string" ? { error: extra.error } : {}),
+    });
+    this.emit(id, "state", { state, ...extra });
+    this.events.emit("job", this.store.get(id));
+  }
+
+  private async kindOf(name: string): Promise<JobKind> {
+    const kind = await loadJobKind(name);
+    if (kind === undefined) {
+      throw new JobParamsError(name, `unknown job kind; this service runs: ${JobQueue.kinds().join(", ")}`);
+    }
+    return kind;
+  }
+
+  async submit(kindName: string, params: unknown): Promise<JobRecord> {
+    if (this.closed) throw new JobError(409, "the service is stopping");
+    const kind = await this.kindOf(kindName);
+    const prepared = await kind.prepare(params, this.env);
+    const job = this.store.create(kind.name, prepared);
+    this.emit(job.id, "state", { state: "queued" });
+    this.events.emit("job", this.store.get(job.id));
+    this.pump();
+    return this.store.get(job.id) as JobRecord;
+  }
+
+  private need(id: string): JobRecord {
+    const job = this.store.get(id);
+    if (job === undefined) throw new JobError(404, `no job ${id}`);
+    return job;
+  }
+
+  async pause(id: string): Promise<JobRecord> {
+    const job = this.need(id);
+    if (job.state === "queued") this.setState(id, "paused");
+    else if (job.state === "running") {
+      const kind = await this.kindOf(job.kind);
+      if (!kind.resumable)
+        throw new JobError(409, `a ${job.kind} job cannot pause (no checkpoints); cancel it instead`);
+      this.requestStop(id, "pause");
+    } else throw new JobError(409, `job ${id} is ${job.state}; only queued or running jobs can pause`);
+    return this.need(id);
+  }
+
+  resume(id: string): JobRecord {
+    const job = this.need(id);
+    if (job.state !== "paused") throw new JobError(409, `job ${id} is ${job.state}; only paused jobs resume`);
+    this.setState(id, "queued", { reason: "resumed" });
+    this.pump();
+    return this.need(id);
+  }
+
+  cancel(id: string): JobRecord {
+    const job = this.need(id);
+    if (job.state === "queued" || job.state === "paused") this.setState(id, "cancelled");
+    else if (job.state === "running") this.requestStop(id, "cancel");
+    else throw new JobError(409, `job ${id} is already ${job.state}`);
+    return this.need(id);
+  }
+
+  private requestStop(id: string, reason: StopReason): void {
+    const r = this.running.get(id);
+    if (r === undefined) return;
+    r.stop = reason;
+    r.worker.postMessage({ type: "stop", reason });
+    if (reason === "cancel") {
+      setTimeout(() => {
+        if (!r.settled) void r.worker.terminate();
+      }, this.options.cancelGraceMs ?? 2000).unref();
+    }
+  }
+
+  private pump(): void {
+    if (this.closed) return;
+    const queued = this.store.inState("queued");
+    for (const job of queued) {
+      if (this.running.size >= this.concurrency) return;
+      if (!this.running.has(job.id)) this.launch(job);
+    }
+  }
+
+  private launch(job: JobRecord): void {
+    const kindUrl = JOB_KIND_MODULES[job.kind];
+    if (kindUrl === undefined) {
+      this.setState(job.id, "failed", { error: `unknown job kind ${job.kind}` });
+      return;
+    }
+    const worker = startJobWorker({
+      jobId: job.id,
+      kindUrl,
+      params: job.params,
+      checkpoint: job.checkpoint,
+      env: this.env,
+    });
+    const r: Running = { worker, stop: null, settled: false, finishing: false };
+    this.running.set(job.id, r);
+    this.setState(job.id, "running");
+    const settle = (state: JobState, extra: Record<string, unknown> = {}) => {
+      if (r.settled) return;
+      r.settled = true;
+      this.running.delete(job.id);
+      if (!this.closed) {
+        this.setState(job.id, state, extra);
+        this.pump();
+      }
+    };
+    worker.on("message", (m: WorkerMessage) => {
+      if (this.closed) return;
+      if (m.type === "event") this.emit(job.id, m.event, m.data);
+      else if (m.type === "checkpoint") {
+        // Stored, not announced: a kind may checkpoint after every item, which would flood the event log.
+        this.store.update(job.id, { checkpoint: m.state });
+      } else if (m.type === "failed") {
+        if (r.stop === "cancel") settle("cancelled");
+        else settle("failed", { error: m.message });
+      } else if (m.type === "outcome") {
+        r.finishing = true;
+        if (m.outcome.paused === true) {
+          settle("paused");
+          return;
+        }
+        const { result, loraFiles } = m.outcome;
+        this.store.update(job.id, { result });
+        this.emit(job.id, "result", result);
+        const files = loraFiles ?? [];
+        const hook = this.options.onLoraFiles;
+        Promise.resolve(files.length > 0 && hook ? hook(this.need(job.id), files) : undefined)
+          .catch((err: Error) =>
+            this.emit(job.id, "log", { level: "warn", message: `hot-load: ${err.message}` }),
+          )
+          .finally(() => settle("done"));
+      }
+    });
+    worker.on("error", (err) => settle("failed", { error: err.message }));
+    worker.on("exit", (code) => {
+      if (r.finishing) return;
+      if (r.stop === "cancel") settle("cancelled");
+      else settle("failed", { error: `the job's worker exited (code ${code}) without a result` });
+    });
+  }
+
+  /** Stops every worker. Running jobs stay "running" in the store and are re-queued by the next start(). */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.running.values()].map((r) => r.worker.terminate()));
+    this.running.clear();
+  }
+}

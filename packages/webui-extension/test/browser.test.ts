@@ -1,0 +1,190 @@
+/**
+ * The UI in headless Chromium (Debian's /usr/bin/chromium via playwright-core) inside the A1111-shaped page:
+ * the tab mounts, a caption edit and a Library rename reach the disk, a merge started from the UI streams
+ * into the Runs chart and lands in the host's Lora list, and each tab is saved as a screenshot in
+ * test-artifacts/.
+ */
+import assert from "node:assert/strict";
+import { access, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { listWebuiLoras } from "../src/bridge/webui.ts";
+import type { Service } from "../src/server/serve.ts";
+import { type A1111Host, startA1111Host } from "./support/a1111-host.ts";
+import { builtExtension, call, type Dirs, makeDirs, start } from "./support/service.ts";
+import { sharp } from "./support/sharp.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
+
+const available = await access(CHROMIUM).then(
+  () => true,
+  () => false,
+);
+
+let dirs: Dirs;
+let host: A1111Host;
+let svc: Service;
+let browser: Browser;
+let page: Page;
+
+async function until<T>(
+  what: string,
+  f: () => Promise<T | undefined | false>,
+  timeoutMs = 20000,
+): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await f().catch(() => undefined);
+    if (v !== undefined && v !== false) return v as T;
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+before(async () => {
+  if (!available) return;
+  dirs = await makeDirs();
+  const mountAttrs: Record<string, string> = {};
+  host = await startA1111Host({
+    webuiDir: join(dirs.root, "webui"),
+    extensionDir: await builtExtension(),
+    mountAttrs,
+  });
+  svc = await start(dirs, { webuiUrl: host.url });
+  // what extension/scripts/lora_studio.py renders into the gr.HTML mount point
+  mountAttrs.service = svc.url;
+  mountAttrs.token = svc.token;
+  await call(svc, "POST", "/api/datasets", { name: "faces" });
+  const img = await sharp({
+    create: { width: 96, height: 64, channels: 3, background: { r: 40, g: 120, b: 200 } },
+  })
+    .png()
+    .toBuffer();
+  await writeFile(join(dirs.dataDir, "datasets", "faces", "face1.png"), img);
+  await mkdir(ARTIFACTS, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on("pageerror", (e) => console.error("page error:", e.message));
+});
+
+after(async () => {
+  if (!available) return;
+  await browser?.close();
+  await svc?.close();
+  await host?.close();
+});
+
+const studioTab = (name: string) => page.locator(`lora-studio-app nav button[data-tab="${name}"]`);
+
+test("the tab mounts in the A1111-shaped page and connects to the service", {
+  skip: !available && "no /usr/bin/chromium",
+}, async () => {
+  await page.goto(host.url);
+  await page.locator("#tabs > .tab-nav > button", { hasText: "LoRA Studio" }).click();
+  await page.locator("#tab_lora_studio lora-studio-app").waitFor();
+  await page.locator("lora-studio-app .status", { hasText: "service: open" }).waitFor();
+  await page.locator('ls-library-tab .card[data-path="tiny-b.safetensors"]').waitFor();
+  assert.equal(await page.locator("lora-studio-app").getAttribute("theme"), "light");
+  await page.screenshot({ path: join(ARTIFACTS, "library.png"), fullPage: true });
+  // the WebUI switches to dark: the UI follows
+  await page.evaluate(() => document.body.classList.add("dark"));
+  await until(
+    "dark theme",
+    async () => (await page.locator("lora-studio-app").getAttribute("theme")) === "dark",
+  );
+  await page.screenshot({ path: join(ARTIFACTS, "library-dark.png"), fullPage: true });
+  await page.evaluate(() => document.body.classList.remove("dark"));
+});
+
+test("a LoRA renamed in the Library is renamed on disk", {
+  skip: !available && "no /usr/bin/chromium",
+}, async () => {
+  const card = page.locator('ls-library-tab .card[data-path="tiny-b.safetensors"]');
+  await card.locator("input.rename").fill("renamed-in-ui");
+  await card.locator("button.rename-btn").click();
+  await until("renamed on disk", async () =>
+    (await readdir(dirs.loraDir)).includes("renamed-in-ui.safetensors"),
+  );
+  assert.ok(!(await readdir(dirs.loraDir)).includes("tiny-b.safetensors"));
+  await page.locator('ls-library-tab .card[data-path="renamed-in-ui.safetensors"]').waitFor();
+});
+
+test("a caption edited in the Datasets grid is saved to disk", {
+  skip: !available && "no /usr/bin/chromium",
+}, async () => {
+  await studioTab("Datasets").click();
+  const tile = page.locator('ls-datasets-tab .tile[data-file="face1.png"]');
+  await tile.waitFor();
+  await tile.locator("textarea").fill("a face, blue background");
+  await tile.locator("textarea").press("Tab");
+  const text = await until("caption file", () =>
+    readFile(join(dirs.dataDir, "datasets", "faces", "face1.txt"), "utf8"),
+  );
+  assert.equal(text, "a face, blue background\n");
+  await page.locator("ls-datasets-tab .status", { hasText: "Saved caption of face1.png" }).waitFor();
+  await page.screenshot({ path: join(ARTIFACTS, "datasets.png"), fullPage: true });
+});
+
+test("the Train tab shows the trainer's config form and says plainly the engine is not wired", {
+  skip: !available && "no /usr/bin/chromium",
+}, async () => {
+  await studioTab("Train").click();
+  await page.locator('ls-train-tab input[data-key="lora_rank"]').waitFor();
+  assert.equal(await page.locator('ls-train-tab input[data-key="lora_rank"]').inputValue(), "8");
+  await page.locator("ls-train-tab .engine-missing", { hasText: "not available yet" }).waitFor();
+  assert.equal(await page.locator("ls-train-tab button.primary").isDisabled(), true);
+  await page.locator('ls-train-tab input[data-key="train_data_dir"]').fill("/data/faces");
+  await page.locator('ls-train-tab input[data-key="base_model"]').fill("/models/tiny.safetensors");
+  await page.locator("ls-train-tab button", { hasText: "Validate" }).click();
+  await page.locator("ls-train-tab pre.result", { hasText: "valid" }).waitFor();
+  await page.screenshot({ path: join(ARTIFACTS, "train.png"), fullPage: true });
+});
+
+test("a merge started from the Library streams into the Runs chart and appears in the host's Lora list", {
+  skip: !available && "no /usr/bin/chromium",
+}, async () => {
+  await studioTab("Library").click();
+  const card = page.locator('ls-library-tab .card[data-path="style/tiny.safetensors"]');
+  await card.locator('input[type="checkbox"]').check();
+  await page.locator("ls-library-tab #merge-out").fill("from-ui");
+  await page.locator("ls-library-tab #merge-rank").fill("2");
+  await page.locator("ls-library-tab button", { hasText: "Merge / resize" }).click();
+  await page.locator("ls-library-tab .message", { hasText: "Merge job queued" }).waitFor();
+  await studioTab("Runs").click();
+  await page.locator("ls-runs-tab .job-state", { hasText: "done" }).waitFor({ timeout: 30000 });
+  const points = await page.locator("ls-runs-tab ls-line-chart polyline.raw").getAttribute("points");
+  assert.ok((points ?? "").split(" ").length >= 3, `chart points: ${points}`);
+  await page.locator("ls-runs-tab .log", { hasText: "WebUI refreshed its LoRAs" }).waitFor();
+  await page.screenshot({ path: join(ARTIFACTS, "runs.png"), fullPage: true });
+  const loras = await listWebuiLoras(host.url);
+  assert.ok(loras.some((l) => l.name === "from-ui"));
+  await studioTab("Library").click();
+  await page.locator('ls-library-tab .card[data-path="from-ui.safetensors"]').waitFor();
+});
+
+test("standalone: the service's own page embeds the token for a loopback visit and mounts the same UI", {
+  skip: !available && "no /usr/bin/chromium",
+}, async () => {
+  const standalone = await browser.newPage({ viewport: { width: 1100, height: 700 } });
+  await standalone.emulateMedia({ colorScheme: "dark" });
+  await standalone.goto(svc.url);
+  await standalone.locator("lora-studio-app .status", { hasText: "service: open" }).waitFor();
+  assert.equal(await standalone.locator("lora-studio-app").getAttribute("theme"), "dark");
+  await standalone.locator('ls-library-tab .card[data-path="from-ui.safetensors"]').waitFor();
+  await standalone.screenshot({ path: join(ARTIFACTS, "standalone-dark.png"), fullPage: true });
+  await standalone.close();
+});

@@ -1,0 +1,200 @@
+/** Datasets tab: dataset list, upload, thumbnail grid with inline caption editing, bulk prefix/suffix, dataset check. */
+import { css, html, LitElement, nothing } from "lit";
+import type { EventSocket, JobEvent, StudioApi } from "./api.ts";
+import { shared } from "./styles.ts";
+
+interface Img {
+  file: string;
+  width: number | null;
+  height: number | null;
+  caption: string;
+  captionSource: string;
+}
+
+interface CheckRow {
+  relPath: string;
+  flags: Array<{ kind: string; detail: string }>;
+}
+
+export class DatasetsTab extends LitElement {
+  static override properties = {
+    api: { attribute: false },
+    socket: { attribute: false },
+    datasets: { state: true },
+    current: { state: true },
+    images: { state: true },
+    status: { state: true },
+    checkRows: { state: true },
+  };
+  declare api: StudioApi;
+  declare socket: EventSocket;
+  declare datasets: Array<{ name: string; images: number }>;
+  declare current: string | null;
+  declare images: Img[];
+  declare status: string;
+  declare checkRows: CheckRow[] | null;
+  private checkJob: string | null = null;
+
+  constructor() {
+    super();
+    this.datasets = [];
+    this.current = null;
+    this.images = [];
+    this.status = "";
+    this.checkRows = null;
+  }
+
+  static override styles = [
+    shared,
+    css`
+      .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)); gap: 10px; margin-top: 8px; }
+      .tile { border: 1px solid var(--ls-border); border-radius: 8px; background: var(--ls-panel); padding: 6px; display: flex; flex-direction: column; gap: 4px; }
+      .tile img { width: 100%; aspect-ratio: 1; object-fit: cover; border-radius: 4px; background: var(--ls-bg); }
+      textarea { width: 100%; min-height: 54px; resize: vertical; }
+      .flags { font-size: 12px; }
+    `,
+  ];
+
+  override connectedCallback(): void {
+    super.connectedCallback();
+    this.socket.addEventListener("event", (e) => {
+      const ev = (e as CustomEvent).detail.event as JobEvent;
+      if (ev.jobId === this.checkJob && ev.type === "result") {
+        this.checkRows = ((ev.data as { rows: CheckRow[] }).rows ?? []).filter((r) => r.flags.length > 0);
+        this.status = `Dataset check done: ${this.checkRows.length} images flagged`;
+      }
+    });
+    void this.loadList();
+  }
+
+  async loadList(): Promise<void> {
+    const r = await this.api.get<{ datasets: Array<{ name: string; images: number }> }>("/api/datasets");
+    this.datasets = r.datasets;
+    if (this.current === null && r.datasets.length > 0) await this.open(r.datasets[0].name);
+  }
+
+  async open(name: string): Promise<void> {
+    this.current = name;
+    this.checkRows = null;
+    const r = await this.api.get<{ images: Img[] }>(`/api/datasets/${encodeURIComponent(name)}/images`);
+    this.images = r.images;
+  }
+
+  private async create(): Promise<void> {
+    const input = this.renderRoot.querySelector<HTMLInputElement>("#new-name");
+    if (!input?.value) return;
+    try {
+      const r = await this.api.send<{ name: string }>("POST", "/api/datasets", { name: input.value });
+      input.value = "";
+      await this.loadList();
+      await this.open(r.name);
+    } catch (err) {
+      this.status = (err as Error).message;
+    }
+  }
+
+  private async upload(e: Event): Promise<void> {
+    const input = e.target as HTMLInputElement;
+    if (!this.current || !input.files) return;
+    try {
+      const r = await this.api.upload<{ images: Img[] }>(
+        `/api/datasets/${encodeURIComponent(this.current)}/images`,
+        input.files,
+      );
+      this.status = `Uploaded ${r.images.length} images`;
+    } catch (err) {
+      this.status = (err as Error).message;
+    }
+    input.value = "";
+    await this.open(this.current);
+  }
+
+  async saveCaption(img: Img, caption: string): Promise<void> {
+    if (!this.current || caption === img.caption) return;
+    try {
+      const r = await this.api.send<{ savedTo: string }>(
+        "PUT",
+        `/api/datasets/${encodeURIComponent(this.current)}/captions/${encodeURIComponent(img.file)}`,
+        { caption },
+      );
+      img.caption = caption;
+      this.status = `Saved caption of ${img.file} (${r.savedTo})`;
+    } catch (err) {
+      this.status = `Caption of ${img.file} not saved: ${(err as Error).message}`;
+    }
+  }
+
+  private async bulk(): Promise<void> {
+    const prefix = this.renderRoot.querySelector<HTMLInputElement>("#prefix")?.value ?? "";
+    const suffix = this.renderRoot.querySelector<HTMLInputElement>("#suffix")?.value ?? "";
+    if (!prefix && !suffix) return;
+    for (const img of this.images) {
+      const parts = [prefix, img.caption, suffix].map((p) => p.trim()).filter((p) => p !== "");
+      await this.saveCaption(img, parts.join(", "));
+    }
+    if (this.current) await this.open(this.current);
+  }
+
+  private async check(): Promise<void> {
+    if (!this.current) return;
+    try {
+      const job = await this.api.send<{ id: string }>(
+        "POST",
+        `/api/datasets/${encodeURIComponent(this.current)}/check`,
+        {},
+      );
+      this.checkJob = job.id;
+      this.socket.subscribe(job.id);
+      this.status = "Dataset check running…";
+    } catch (err) {
+      this.status = (err as Error).message;
+    }
+  }
+
+  override render() {
+    const ds = this.current;
+    return html`
+      <div class="row">
+        <label>Dataset
+          <select aria-label="dataset" @change=${(e: Event) => this.open((e.target as HTMLSelectElement).value)}>
+            ${this.datasets.map((d) => html`<option .value=${d.name} ?selected=${d.name === ds}>${d.name} (${d.images})</option>`)}
+          </select>
+        </label>
+        <input id="new-name" placeholder="new dataset" aria-label="new dataset name" />
+        <button @click=${() => this.create()}>Create</button>
+        ${
+          ds
+            ? html`<label class="row">Upload <input type="file" multiple accept="image/png,image/jpeg,image/webp,image/bmp" @change=${(e: Event) => this.upload(e)} /></label>
+          <button @click=${() => this.check()}>Check dataset</button>`
+            : nothing
+        }
+      </div>
+      ${
+        ds
+          ? html`<div class="row" style="margin-top:6px">
+        <input id="prefix" placeholder="prefix, e.g. trigger word" aria-label="caption prefix" />
+        <input id="suffix" placeholder="suffix" aria-label="caption suffix" />
+        <button @click=${() => this.bulk()}>Add to all captions</button>
+      </div>`
+          : html`<p class="muted">Create a dataset, then upload images.</p>`
+      }
+      <p class="status" role="status" aria-live="polite">${this.status}</p>
+      ${this.checkRows && this.checkRows.length > 0 ? html`<div class="banner flags">${this.checkRows.map((r) => html`<div><b>${r.relPath}</b>: ${r.flags.map((f) => f.detail).join("; ")}</div>`)}</div>` : nothing}
+      <div class="grid">
+        ${this.images.map(
+          (img) => html`<div class="tile" data-file=${img.file}>
+            <img alt=${img.file} loading="lazy" src=${this.api.url(`/api/datasets/${encodeURIComponent(ds ?? "")}/images/${encodeURIComponent(img.file)}`)} />
+            <span class="muted">${img.file} · ${img.width}×${img.height}</span>
+            <textarea aria-label=${`caption of ${img.file}`} .value=${img.caption}
+              @change=${(e: Event) => this.saveCaption(img, (e.target as HTMLTextAreaElement).value)}
+              @keydown=${(e: KeyboardEvent) => {
+                if (e.key === "Enter" && (e.ctrlKey || e.metaKey))
+                  void this.saveCaption(img, (e.target as HTMLTextAreaElement).value);
+              }}></textarea>
+          </div>`,
+        )}
+      </div>
+    `;
+  }
+}
+customElements.define("ls-datasets-tab", DatasetsTab);
