@@ -88,3 +88,20 @@ test("a resumable job interrupted by a service stop resumes from its checkpoint 
     await svc.close();
   }
 });
+
+test("cancelling a running job stops it between two items and marks it cancelled", async () => {
+  const dirs = await bigLibrary();
+  const svc = await start(dirs);
+  try {
+    const r = await call(svc, "POST", "/api/jobs", { kind: "library-index" });
+    const id = r.body.id as string;
+    await firstProgress(svc, id);
+    assert.equal((await call(svc, "POST", `/api/jobs/${id}/cancel`)).status, 200);
+    const job = await waitForJob(svc, id, ["cancelled", "done", "failed"]);
+    assert.equal(job.state, "cancelled");
+    assert.equal((await call(svc, "POST", `/api/jobs/${id}/resume`)).status, 409);
+    assert.equal((await call(svc, "POST", `/api/jobs/${id}/cancel`)).status, 409);
+  } finally {
+    await svc.close();
+  }
+});
