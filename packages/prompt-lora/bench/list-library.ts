@@ -4,7 +4,7 @@
  * data read, no hash computed). Files are the fixture LoRA's tensors (rank 4, 88 modules, 167 KiB) under
  * 1,000 names with their own ss_output_name, spread over 10 subfolders.
  * Note: "cold" is cold for our cache only; the OS page cache holds the just-written files.
- *   npx tsx packages/prompt-lora/bench/list-library.ts [count]
+ *   npx tsx packages/prompt-lora/bench/list-library.ts [count] [concurrency]
  */
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -13,6 +13,7 @@ import { scanLibrary } from "../src/library/scan.ts";
 import { readSafetensors, writeSafetensors } from "../src/safetensors/index.ts";
 
 const count = Number(process.argv[2] ?? 1000);
+const concurrency = process.argv[3] === undefined ? undefined : Number(process.argv[3]);
 const fixture = new URL(
   "../../../../shared/fixtures/tiny-sd1/lora/tiny-sd1-lora-kohya.safetensors",
   import.meta.url,
@@ -41,7 +42,7 @@ try {
 
   const cacheDir = join(tmp, "cache");
   t = performance.now();
-  const cold = await scanLibrary(root, { cacheDir });
+  const cold = await scanLibrary(root, { cacheDir, concurrency });
   const coldMs = performance.now() - t;
   t = performance.now();
   const warm = await scanLibrary(root, { cacheDir });

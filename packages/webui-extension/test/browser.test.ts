@@ -147,10 +147,18 @@ test("the Train tab shows the trainer's config form and says plainly the engine 
   assert.equal(await page.locator('ls-train-tab input[data-key="lora_rank"]').inputValue(), "8");
   await page.locator("ls-train-tab .engine-missing", { hasText: "not available yet" }).waitFor();
   assert.equal(await page.locator("ls-train-tab button.primary").isDisabled(), true);
-  await page.locator('ls-train-tab input[data-key="train_data_dir"]').fill("/data/faces");
+  await page.locator('ls-train-tab select[aria-label="use a dataset"]').selectOption("faces");
+  assert.equal(
+    await page.locator('ls-train-tab input[data-key="train_data_dir"]').inputValue(),
+    join(dirs.dataDir, "datasets", "faces"),
+  );
   await page.locator('ls-train-tab input[data-key="base_model"]').fill("/models/tiny.safetensors");
   await page.locator("ls-train-tab button", { hasText: "Validate" }).click();
   await page.locator("ls-train-tab pre.result", { hasText: "valid" }).waitFor();
+  // the trainer's dry-run plan of the chosen dataset: 1 image x 1 repeat / batch 1 x 10 epochs
+  await page.locator("ls-train-tab button", { hasText: "Plan" }).click();
+  await page.locator("ls-train-tab pre.result", { hasText: "images: 1 used" }).waitFor();
+  assert.match((await page.locator("ls-train-tab pre.result").textContent()) ?? "", /= 10 steps/);
   await page.screenshot({ path: join(ARTIFACTS, "train.png"), fullPage: true });
 });
 

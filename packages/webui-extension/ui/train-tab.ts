@@ -14,6 +14,8 @@ interface Schema {
   defaults: Record<string, unknown>;
   choices: Record<string, string[]>;
   engineAvailable: boolean;
+  /** Where this service keeps its datasets (absolute), to fill train_data_dir from a dataset name. */
+  datasetsDir: string;
 }
 
 /** Starting points from the LoRA guides: what differs between a style, a character and a craft pattern. */
@@ -51,17 +53,20 @@ export class TrainTab extends LitElement {
     schema: { state: true },
     values: { state: true },
     result: { state: true },
+    datasets: { state: true },
   };
   declare api: StudioApi;
   declare schema: Schema | null;
   declare values: Record<string, unknown>;
   declare result: string;
+  declare datasets: string[];
 
   constructor() {
     super();
     this.schema = null;
     this.values = {};
     this.result = "";
+    this.datasets = [];
   }
 
   static override styles = [
@@ -79,6 +84,9 @@ export class TrainTab extends LitElement {
     void this.api.get<Schema>("/api/train/schema").then((s) => {
       this.schema = s;
       this.values = { ...s.defaults };
+    });
+    void this.api.get<{ datasets: Array<{ name: string }> }>("/api/datasets").then((r) => {
+      this.datasets = r.datasets.map((d) => d.name);
     });
   }
 
@@ -134,6 +142,23 @@ export class TrainTab extends LitElement {
     this.result = r.ok ? "The config is valid for the trainer." : (r.message ?? "invalid");
   }
 
+  /** The trainer's dry-run plan: images, repeats, buckets and the step arithmetic. */
+  private async plan(): Promise<void> {
+    const r = await this.api.send<{ ok: boolean; text?: string; message?: string }>(
+      "POST",
+      "/api/train/plan",
+      {
+        yaml: this.configText(),
+      },
+    );
+    this.result = r.ok ? (r.text ?? "") : (r.message ?? "invalid");
+  }
+
+  private useDataset(name: string): void {
+    const dir = (this.schema as Schema).datasetsDir;
+    if (name !== "") this.values = { ...this.values, train_data_dir: `${dir}/${name}` };
+  }
+
   private async start(): Promise<void> {
     try {
       await this.api.send("POST", "/api/jobs", { kind: "train", params: this.values });
@@ -149,13 +174,21 @@ export class TrainTab extends LitElement {
     const advanced = s.keys.filter((k) => !s.basic.includes(k));
     return html`
       ${s.engineAvailable ? nothing : html`<div class="banner engine-missing">The training engine is not available yet in this build: you can fill in and validate a config with the trainer's own checks; Start is disabled.</div>`}
-      <div class="row">Preset:
+      <div class="row">
+        <label class="row">Dataset
+          <select aria-label="use a dataset" @change=${(e: Event) => this.useDataset((e.target as HTMLSelectElement).value)}>
+            <option value="">(choose)</option>
+            ${this.datasets.map((d) => html`<option .value=${d}>${d}</option>`)}
+          </select>
+        </label>
+        Preset:
         ${Object.entries(PRESETS).map(([name, p]) => html`<button @click=${() => (this.values = { ...this.values, ...p })}>${name}</button>`)}
       </div>
       <form @submit=${(e: Event) => e.preventDefault()}>${s.basic.map((k) => this.field(k))}</form>
       <details><summary>Advanced (${advanced.length} keys)</summary><form>${advanced.map((k) => this.field(k))}</form></details>
       <div class="row" style="margin-top:8px">
         <button @click=${() => this.validate()}>Validate</button>
+        <button @click=${() => this.plan()}>Plan</button>
         <button class="primary" ?disabled=${!s.engineAvailable} @click=${() => this.start()}>Start training</button>
       </div>
       ${this.result ? html`<pre class="result">${this.result}</pre>` : nothing}

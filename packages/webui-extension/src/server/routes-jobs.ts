@@ -1,7 +1,7 @@
 /** /api/jobs and /api/train: job list/create/pause/resume/cancel, event history, the trainer's config schema. */
 import { Router } from "express";
 import { JobQueue } from "../jobs/queue.ts";
-import { trainSchema, validateTrainConfig } from "./train-schema.ts";
+import { planTrainConfig, trainSchema, validateTrainConfig } from "./train-schema.ts";
 
 export const TRAIN_KIND = "train";
 
@@ -45,15 +45,20 @@ export function jobRoutes(queue: JobQueue): Router {
   return r;
 }
 
-export function trainRoutes(): Router {
+export function trainRoutes(datasetsDir: string): Router {
   const r = Router();
   r.get("/schema", (_req, res) => {
-    res.json({ ...trainSchema(), engineAvailable: trainingEngineAvailable() });
+    res.json({ ...trainSchema(), engineAvailable: trainingEngineAvailable(), datasetsDir });
   });
   r.post("/validate", (req, res) => {
     if (typeof req.body?.yaml !== "string")
       return void res.status(400).json({ error: "send { yaml: string }" });
     res.json(validateTrainConfig(req.body.yaml));
+  });
+  r.post("/plan", async (req, res) => {
+    if (typeof req.body?.yaml !== "string")
+      return void res.status(400).json({ error: "send { yaml: string }" });
+    res.json(await planTrainConfig(req.body.yaml));
   });
   return r;
 }

@@ -12,6 +12,8 @@ import {
   LR_SCHEDULERS,
   OPTIMIZERS,
 } from "../../../trainer/src/config/schema.ts";
+import { DatasetError, planDataset } from "../../../trainer/src/dataset/plan.ts";
+import { formatPlan } from "../../../trainer/src/dataset/plan-text.ts";
 
 /** Keys the tutorials start with; everything else is folded under "advanced" in the form. */
 export const BASIC_KEYS = [
@@ -55,6 +57,29 @@ export function validateTrainConfig(yaml: string) {
     return { ok: true as const, config: parseConfig(yaml, "webui-config.yaml") };
   } catch (err) {
     if (err instanceof ConfigError) return { ok: false as const, message: err.message, issues: err.issues };
+    throw err;
+  }
+}
+
+/**
+ * The trainer's dry-run plan of a config (images, captions, repeats, buckets, the step arithmetic), from
+ * the same planDataset `pnpm train --dry-run` prints. Needs no training engine.
+ */
+export async function planTrainConfig(yaml: string) {
+  const checked = validateTrainConfig(yaml);
+  if (!checked.ok) return checked;
+  try {
+    const plan = await planDataset(checked.config);
+    return {
+      ok: true as const,
+      text: formatPlan(plan),
+      images: plan.images.length,
+      stepsPerEpoch: plan.stepsPerEpoch,
+      totalSteps: plan.totalSteps,
+      warnings: plan.warnings,
+    };
+  } catch (err) {
+    if (err instanceof DatasetError) return { ok: false as const, message: err.message, issues: [] };
     throw err;
   }
 }

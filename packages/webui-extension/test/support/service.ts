@@ -1,4 +1,5 @@
 /** Test helpers: temp folders with a fixture LoRA, a service on a free loopback port, a websocket client. */
+import { rmSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,9 +16,21 @@ export interface Dirs {
   loraDir: string;
 }
 
+const made: string[] = [];
+/** Temp folders of this test process, removed when it exits. */
+function track(dir: string): string {
+  if (made.length === 0) {
+    process.once("exit", () => {
+      for (const d of made) rmSync(d, { recursive: true, force: true });
+    });
+  }
+  made.push(dir);
+  return dir;
+}
+
 /** A data folder and a Lora folder holding one fixture LoRA as `style/tiny.safetensors` and `tiny-b.safetensors`. */
 export async function makeDirs(prefix = "ls-webui-"): Promise<Dirs> {
-  const root = await mkdtemp(join(tmpdir(), prefix));
+  const root = track(await mkdtemp(join(tmpdir(), prefix)));
   const dataDir = join(root, "data");
   const loraDir = join(root, "webui", "models", "Lora");
   await mkdir(join(loraDir, "style"), { recursive: true });
@@ -148,7 +161,7 @@ let built: Promise<string> | undefined;
 export function builtExtension(): Promise<string> {
   built ??= (async () => {
     const { buildExtension } = await import("../../src/build-extension.ts");
-    const dir = await mkdtemp(join(tmpdir(), "ls-ext-"));
+    const dir = track(await mkdtemp(join(tmpdir(), "ls-ext-")));
     return buildExtension(join(dir, "lora-studio"));
   })();
   return built;

@@ -1,0 +1,146 @@
+/**
+ * What a save writes:
+ *  - the LoRA in kohya's layout (prompt-lora's writeAdapter: `lora_unet_<path>.lora_down.weight`, `.lora_up.weight`,
+ *    `.alpha`) in save_precision, with the ss_* / modelspec.* metadata of trainer-data's output module and
+ *    sshs_model_hash (computed over exactly the tensor list writeAdapter lays out);
+ *  - the training state: every state tensor of the step graph (LoRA parameters, optimizer moments, counters), the
+ *    per-step loss history, and a JSON record (step, micro-step, data-order position, seed, run identity). All
+ *    randomness derives from (seed, micro-step), so this is everything a resume needs to continue to the same
+ *    losses.
+ * Both files are written atomically (temp file + rename): a kill at any moment leaves the previous files intact.
+ */
+import { kohyaName } from "../../../prompt-lora/src/architecture/index.ts";
+import type { Adapter, AdapterModule } from "../../../prompt-lora/src/adapters/types.ts";
+import { writeAdapter } from "../../../prompt-lora/src/adapters/write.ts";
+import { fromFloat32 } from "../../../prompt-lora/src/safetensors/dtypes.ts";
+import { openSafetensors } from "../../../prompt-lora/src/safetensors/index.ts";
+import type { DType as StDType, TensorToWrite } from "../../../prompt-lora/src/safetensors/types.ts";
+import { writeSafetensors } from "../../../prompt-lora/src/safetensors/writer.ts";
+import type { HostTensor } from "../../../engine/src/runtime/tensor.ts";
+import type { LoraModuleInfo } from "../../../engine/src/training/lora-train-step.ts";
+import type { DataOrderState } from "../dataset/order.ts";
+import { withSshsHashes } from "../output/hashes.ts";
+
+export type SavePrecision = "float" | "fp16" | "bf16";
+const DTYPE_OF: Record<SavePrecision, "F32" | "F16" | "BF16"> = { float: "F32", fp16: "F16", bf16: "BF16" };
+
+export interface SavedModule {
+  info: LoraModuleInfo;
+  alpha: number;
+  layer: "linear" | "conv";
+}
+
+/** Writes the LoRA (kohya format) from the current state; returns the metadata written. */
+export async function saveLora(
+  path: string,
+  modules: readonly SavedModule[],
+  state: ReadonlyMap<string, HostTensor>,
+  metadata: Record<string, string>,
+  precision: SavePrecision,
+  family: "sd1" | "sd2",
+): Promise<Record<string, string>> {
+  const dtype = DTYPE_OF[precision];
+  const adapterModules: AdapterModule[] = modules.map((m) => {
+    const down = state.get(m.info.downState);
+    const up = state.get(m.info.upState);
+    if (!down || !up) throw new Error(`training state has no ${m.info.downState} / ${m.info.upState}`);
+    return {
+      component: "unet",
+      path: m.info.path,
+      kind: "lora",
+      layer: m.layer,
+      // Insertion order down, up: writeAdapter writes tensors in this order, then the alpha.
+      tensors: {
+        down: { shape: [...m.info.downShape], data: down.data as Float32Array },
+        up: { shape: [...m.info.upShape], data: up.data as Float32Array },
+      },
+      alpha: m.alpha,
+    };
+  });
+  // The same tensor list writeAdapter lays out (names, order, dtype), for the data-section hash.
+  const layout: TensorToWrite[] = adapterModules.flatMap((m) => {
+    const base = kohyaName("unet", m.path);
+    return [
+      { name: `${base}.lora_down.weight`, dtype, shape: m.tensors.down.shape, data: fromFloat32(m.tensors.down.data, dtype) },
+      { name: `${base}.lora_up.weight`, dtype, shape: m.tensors.up.shape, data: fromFloat32(m.tensors.up.data, dtype) },
+      { name: `${base}.alpha`, dtype, shape: [], data: fromFloat32(Float32Array.of(m.alpha ?? 0), dtype) },
+    ];
+  });
+  const full = await withSshsHashes(layout, metadata);
+  const adapter: Adapter = { format: "kohya", family, modules: adapterModules, metadata: full, unknownKeys: [] };
+  await writeAdapter(path, adapter, { format: "kohya", dtype });
+  return full;
+}
+
+export interface TrainStateRecord {
+  version: 1;
+  /** Optimizer steps done. */
+  step: number;
+  /** Micro-steps done (= step x gradient_accumulation_steps at a save). */
+  microStep: number;
+  dataOrder: DataOrderState;
+  seed: number;
+  sessionId: number;
+  trainingStartedAt: number;
+  /** Hash of the settings that decide the losses; a resume with other settings is refused. */
+  fingerprint: string;
+}
+
+const RECORD_KEY = "lora_studio.train_state";
+
+const ST_DTYPE: Partial<Record<string, StDType>> = { float32: "F32", int64: "I64" };
+
+export async function saveTrainState(
+  path: string,
+  state: ReadonlyMap<string, HostTensor>,
+  losses: readonly number[],
+  record: TrainStateRecord,
+): Promise<void> {
+  const tensors: TensorToWrite[] = [...state].map(([name, t]) => {
+    const dtype = ST_DTYPE[t.dtype];
+    if (!dtype) throw new Error(`state ${name}: cannot save dtype ${t.dtype}`);
+    return { name: `state.${name}`, dtype, shape: [...t.shape], data: t.data };
+  });
+  tensors.push({ name: "history.loss", dtype: "F64", shape: [losses.length], data: Float64Array.from(losses) });
+  await writeSafetensors(path, tensors, { [RECORD_KEY]: JSON.stringify(record) });
+}
+
+export class ResumeError extends Error {
+  constructor(
+    readonly file: string,
+    message: string,
+  ) {
+    super(`${file}: ${message}`);
+    this.name = "ResumeError";
+  }
+}
+
+export async function loadTrainState(
+  path: string,
+): Promise<{ state: Map<string, HostTensor>; losses: number[]; record: TrainStateRecord }> {
+  const file = await openSafetensors(path).catch((err: Error) => {
+    throw new ResumeError(path, `cannot open the training state: ${err.message}`);
+  });
+  try {
+    const raw = file.metadata[RECORD_KEY];
+    if (raw === undefined) throw new ResumeError(path, `not a training-state file (no ${RECORD_KEY} metadata)`);
+    const record = JSON.parse(raw) as TrainStateRecord;
+    if (record.version !== 1) throw new ResumeError(path, `unsupported state version ${record.version}`);
+    const state = new Map<string, HostTensor>();
+    let losses: number[] = [];
+    for (const info of file.tensors.values()) {
+      const bytes = await file.readRaw(info.name);
+      const copy = new Uint8Array(bytes.byteLength);
+      copy.set(bytes);
+      if (info.name === "history.loss") losses = Array.from(new Float64Array(copy.buffer));
+      else if (info.name.startsWith("state.")) {
+        const name = info.name.slice("state.".length);
+        const data = info.dtype === "I64" ? new BigInt64Array(copy.buffer) : new Float32Array(copy.buffer);
+        state.set(name, { dtype: info.dtype === "I64" ? "int64" : "float32", shape: [...info.shape], data });
+      }
+    }
+    return { state, losses, record };
+  } finally {
+    await file.close();
+  }
+}

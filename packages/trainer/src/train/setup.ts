@@ -1,0 +1,315 @@
+/**
+ * Everything before the first training step: the data plan, the base model, LoRA targets, the latent and text
+ * caches, the per-bucket step graphs, the initial (or resumed) training state and data-order position, the
+ * kohya metadata fixed at the start, and the log writers. `train.ts` runs the loop on the result.
+ */
+import { randomInt } from "node:crypto";
+import { existsSync, mkdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import type { OpenCheckpointOptions } from "../../../engine/src/models/loader/checkpoint.ts";
+import type { OptimizerConfig } from "../../../engine/src/optim/optimizers.ts";
+import { initialTrainState } from "../../../engine/src/optim/train-step.ts";
+import type { SessionOptions } from "../../../engine/src/runtime/session.ts";
+import type { HostTensor } from "../../../engine/src/runtime/tensor.ts";
+import { kohyaLoraInit } from "../../../engine/src/training/lora-init.ts";
+import type { TrainConfig } from "../config/schema.ts";
+import { textEmbeddingsCacheable } from "../dataset/captions.ts";
+import { DataOrder } from "../dataset/order.ts";
+import { type DataPlan, DatasetError, orderBuckets, planDataset } from "../dataset/plan.ts";
+import { formatPlan } from "../dataset/plan-text.ts";
+import { type MetricsRecord, MetricsWriter } from "../logging/metrics.ts";
+import { KOHYA_TAGS, TensorBoardWriter } from "../logging/tensorboard.ts";
+import { datasetSummaryFromPlan, trainingMetadata } from "../output/metadata.ts";
+import { type BaseModel, openBaseModel } from "./base-model.ts";
+import type { BatchContext } from "./batch.ts";
+import { loadTrainState, ResumeError, type SavedModule } from "./checkpoint.ts";
+import { cacheLatents, TextEmbedder } from "./encoders.ts";
+import type { TrainEvent, TrainEventHandler } from "./events.ts";
+import { StepGraphs } from "./step-graphs.ts";
+import { moduleAlpha, unetLoraRanks } from "./targets.ts";
+
+export interface TrainOptions {
+  onEvent?: TrainEventHandler;
+  /** Polled after every optimizer step: "pause" saves a checkpoint and returns, "cancel" returns at once. */
+  control?: () => "pause" | "cancel" | undefined;
+  /** CLIP tokenizer folder for single-file checkpoints (see base-model.ts for the search order). */
+  tokenizerDir?: string;
+  checkpointOptions?: OpenCheckpointOptions;
+  /** Run the step graphs in a worker thread (default true). */
+  worker?: boolean;
+  /** Loss of a fixed batch (fixed timesteps and noise) before training and every N steps; 0/undefined: never. */
+  evalEvery?: number;
+  /** Pause (save and return) right after this optimizer step. */
+  stopAfterStep?: number;
+}
+
+export interface RunLogs {
+  step(step: number, values: Record<string, number>): void;
+  epochAverage(epoch: number, value: number): void;
+  metrics(record: Omit<MetricsRecord, "wall_time">): void;
+  flush(): void;
+  close(): void;
+}
+
+export interface RunSetup {
+  config: TrainConfig;
+  plan: DataPlan;
+  base: BaseModel;
+  family: "sd1" | "sd2";
+  modules: SavedModule[];
+  graphs: StepGraphs;
+  batchContext: BatchContext;
+  state: Map<string, HostTensor>;
+  losses: number[];
+  dataOrder: DataOrder;
+  startStep: number;
+  resumedFrom?: string;
+  statePath: string;
+  metadata: Record<string, string>;
+  sessionId: number;
+  trainingStartedAt: number;
+  fingerprint: string;
+  logs: RunLogs;
+  maybeSample(step: number, final?: boolean): Promise<void>;
+  release(): Promise<void>;
+}
+
+export function optimizerConfig(config: Pick<TrainConfig, "optimizer">): OptimizerConfig {
+  // kohya's defaults: AdamW(weight_decay 0.01), Lion(betas 0.9/0.99, wd 0), SGD(momentum 0).
+  switch (config.optimizer) {
+    case "AdamW":
+      return { kind: "adamw", weightDecay: 0.01 };
+    case "Lion":
+      return { kind: "lion", beta1: 0.9, beta2: 0.99, weightDecay: 0 };
+    case "SGD":
+      return { kind: "sgd", momentum: 0 };
+  }
+}
+
+export function sessionOptions(config: TrainConfig, say: (m: string) => void): SessionOptions {
+  if (config.execution_provider !== "cpu" && config.execution_provider !== "cuda") {
+    throw new Error(
+      `execution_provider: ${config.execution_provider} is not available in onnxruntime-node on this platform; use cpu or cuda`,
+    );
+  }
+  return { executionProvider: config.execution_provider, intraOpThreads: config.threads, onMessage: say };
+}
+
+/** The settings a resume must share with the saved run (everything that decides the losses). */
+export function lossSettings(config: TrainConfig, totalSteps: number): Record<string, unknown> {
+  const c = config;
+  return {
+    base_model: c.base_model,
+    lora_rank: c.lora_rank,
+    lora_alpha: c.lora_alpha,
+    conv_rank: c.conv_rank,
+    conv_alpha: c.conv_alpha,
+    target_modules: c.target_modules,
+    batch_size: c.batch_size,
+    gradient_accumulation_steps: c.gradient_accumulation_steps,
+    learning_rate: c.learning_rate,
+    unet_lr: c.unet_lr,
+    optimizer: c.optimizer,
+    lr_scheduler: c.lr_scheduler,
+    lr_warmup_steps: c.lr_warmup_steps,
+    total_steps: totalSteps,
+    seed: c.seed,
+    noise_offset: c.noise_offset,
+    min_snr_gamma: c.min_snr_gamma,
+    resolution: c.resolution,
+    flip_aug: c.flip_aug,
+    shuffle_caption: c.shuffle_caption,
+    keep_tokens: c.keep_tokens,
+    caption_dropout_rate: c.caption_dropout_rate,
+    clip_skip: c.clip_skip,
+  };
+}
+
+export async function setupRun(config: TrainConfig, options: TrainOptions, emit: (e: TrainEvent) => void): Promise<RunSetup> {
+  const say = (message: string, level: "info" | "warn" = "info") => emit({ type: "log", level, message });
+  if (config.train_text_encoder) {
+    throw new Error("train_text_encoder: true is not supported yet (only the UNet LoRA is trained); set it to false");
+  }
+  if (config.mixed_precision === "fp16" && config.execution_provider === "cpu") {
+    say("mixed_precision: fp16 has no effect on the CPU provider; training in fp32", "warn");
+  }
+  const plan = await planDataset(config);
+  const statePath = join(config.output_dir, `${config.output_name}-state.safetensors`);
+  const resumePath =
+    config.resume === undefined
+      ? undefined
+      : existsSync(config.resume) && statSync(config.resume).isDirectory()
+        ? join(config.resume, `${config.output_name}-state.safetensors`)
+        : config.resume;
+  const resumed = resumePath === undefined ? undefined : await loadTrainState(resumePath);
+  const settings = JSON.stringify(lossSettings(config, plan.totalSteps));
+  if (resumed && resumed.record.fingerprint !== settings) {
+    const was = JSON.parse(resumed.record.fingerprint) as Record<string, unknown>;
+    const now = JSON.parse(settings) as Record<string, unknown>;
+    const changed = Object.keys(now).filter((key) => JSON.stringify(was[key]) !== JSON.stringify(now[key]));
+    throw new ResumeError(
+      resumePath as string,
+      `the config changed since this state was saved (${changed.join(", ")}); resume needs the same settings`,
+    );
+  }
+  emit({
+    type: "plan",
+    text: formatPlan(plan),
+    totalSteps: plan.totalSteps,
+    stepsPerEpoch: plan.stepsPerEpoch,
+    epochs: plan.epochs,
+    startStep: resumed?.record.step ?? 0,
+  });
+
+  const base = await openBaseModel(config.base_model, {
+    tokenizerDir: options.tokenizerDir,
+    checkpoint: options.checkpointOptions,
+  });
+  const cleanups: (() => Promise<void>)[] = [() => base.checkpoint.close()];
+  const release = async () => {
+    for (const c of cleanups.reverse()) await c().catch(() => {});
+  };
+  try {
+    const bad = plan.buckets.filter((b) => b.bucket.some((s) => s % base.sizeMultiple !== 0));
+    if (bad.length > 0) {
+      throw new DatasetError(
+        plan.dataDir,
+        `bucket(s) ${bad.map((b) => b.bucket.join("x")).join(", ")} are not multiples of ${base.sizeMultiple}, ` +
+          `which this model needs (VAE x UNet downsampling): use a resolution and bucket_reso_steps that are multiples of ${base.sizeMultiple}`,
+      );
+    }
+    const session = sessionOptions(config, (m) => say(m, "warn"));
+    const ranks = unetLoraRanks(base.architecture.modules, config);
+    const specs = new Map(base.architecture.modules.filter((m) => m.component === "unet").map((m) => [m.path, m]));
+
+    mkdirSync(config.output_dir, { recursive: true });
+    say(`caching latents of ${plan.images.length} image(s)${config.flip_aug ? " and their mirrors" : ""}`);
+    const latents = await cacheLatents(base, plan.images, {
+      seed: config.seed,
+      flipAug: config.flip_aug,
+      diskDir: config.cache_latents_to_disk ? join(config.output_dir, "latent-cache") : null,
+      session,
+    });
+    if (config.cache_latents_to_disk) say(`latent cache: ${latents.hits} reused, ${latents.misses} encoded`);
+    const cacheable = textEmbeddingsCacheable(config);
+    const embedder = await TextEmbedder.create(base, { clipSkip: config.clip_skip, cacheable, session });
+    cleanups.push(() => embedder.release());
+    if (cacheable) for (const im of plan.images) await embedder.embed(im.caption);
+
+    const graphs = new StepGraphs(base, {
+      ranks,
+      optimizer: optimizerConfig(config),
+      maxGradNorm: 1,
+      accumulationSteps: config.gradient_accumulation_steps,
+      gradientCheckpointing: config.gradient_checkpointing,
+      session,
+      worker: options.worker ?? true,
+    });
+    cleanups.push(() => graphs.release());
+    const firstBucket = plan.buckets[0].bucket;
+    const first = await graphs.get(firstBucket, Math.min(config.batch_size, plan.buckets[0].samples));
+    const modules: SavedModule[] = first.info.modules.map((info) => {
+      const spec = specs.get(info.path);
+      if (!spec) throw new Error(`LoRA module ${info.path} is not in the model's module tree`);
+      return { info, alpha: moduleAlpha(spec, config), layer: spec.layer };
+    });
+    say(`LoRA: ${modules.length} UNet modules, rank ${config.lora_rank}, alpha ${config.lora_alpha}`);
+    const fresh = initialTrainState(first.info.step, kohyaLoraInit(first.info.modules, config.seed));
+    if (resumed) checkStateMatches(resumePath as string, fresh, resumed.state);
+    const state = resumed ? resumed.state : fresh;
+
+    const sessionId = resumed?.record.sessionId ?? randomInt(0, 2 ** 31 - 1);
+    const trainingStartedAt = resumed?.record.trainingStartedAt ?? Date.now() / 1000;
+    const metadata = trainingMetadata({ config, dataset: datasetSummaryFromPlan(plan), sessionId, trainingStartedAt });
+    const family = base.checkpoint.family === "sd1" ? "sd1" : "sd2";
+    if (family === "sd2") {
+      metadata.ss_v2 = "True";
+      metadata.ss_base_model_version = "sd_v2";
+    }
+    const logs = openLogs(config.output_dir);
+    cleanups.push(async () => logs.close());
+    let sampleNoteShown = false;
+    return {
+      config,
+      plan,
+      base,
+      family,
+      modules,
+      graphs,
+      batchContext: {
+        seed: config.seed,
+        schedule: base.schedule,
+        images: plan.images,
+        latents,
+        embedder,
+        flipAug: config.flip_aug,
+        noiseOffset: config.noise_offset,
+        minSnrGamma: config.min_snr_gamma,
+        captions: {
+          shuffleCaption: config.shuffle_caption,
+          keepTokens: config.keep_tokens,
+          captionDropoutRate: config.caption_dropout_rate,
+        },
+      },
+      state,
+      losses: resumed ? [...resumed.losses] : [],
+      dataOrder: new DataOrder(orderBuckets(plan), config.batch_size, config.seed, resumed?.record.dataOrder),
+      startStep: resumed?.record.step ?? 0,
+      resumedFrom: resumePath,
+      statePath,
+      metadata,
+      sessionId,
+      trainingStartedAt,
+      fingerprint: settings,
+      logs,
+      async maybeSample(step, final = false) {
+        const every = config.sample_every_n_steps;
+        if (config.sample_prompts.length === 0 || every === undefined) return;
+        if (!final && step % every !== 0) return;
+        if (!sampleNoteShown) {
+          say("sample images are not generated yet: the txt2img pipeline is not part of this build", "warn");
+          sampleNoteShown = true;
+        }
+      },
+      release,
+    };
+  } catch (err) {
+    await release();
+    throw err;
+  }
+}
+
+function checkStateMatches(file: string, fresh: Map<string, HostTensor>, saved: Map<string, HostTensor>): void {
+  const problems: string[] = [];
+  for (const [name, t] of fresh) {
+    const s = saved.get(name);
+    if (!s) problems.push(`missing ${name}`);
+    else if (s.shape.join(",") !== t.shape.join(",") || s.dtype !== t.dtype)
+      problems.push(`${name}: saved ${s.dtype}[${s.shape}], needed ${t.dtype}[${t.shape}]`);
+  }
+  for (const name of saved.keys()) if (!fresh.has(name)) problems.push(`unexpected ${name}`);
+  if (problems.length > 0) {
+    throw new ResumeError(file, `the saved state does not fit this model/config: ${problems.slice(0, 5).join("; ")}`);
+  }
+}
+
+function openLogs(dir: string): RunLogs {
+  const tb = new TensorBoardWriter(join(dir, "logs"));
+  const metrics = new MetricsWriter(join(dir, "metrics.jsonl"));
+  return {
+    step: (step, values) => tb.scalars(step, values),
+    epochAverage: (epoch, value) => tb.scalars(epoch, { [KOHYA_TAGS.lossEpochAverage]: value }),
+    metrics: (record) => {
+      const clean = Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined));
+      metrics.write({ ...(clean as Omit<MetricsRecord, "wall_time">), wall_time: Date.now() / 1000 });
+    },
+    flush: () => {
+      tb.flush();
+      metrics.flush();
+    },
+    close: () => {
+      tb.close();
+      metrics.close();
+    },
+  };
+}

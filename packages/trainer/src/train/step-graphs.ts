@@ -1,0 +1,112 @@
+/**
+ * One static-shape training-step graph per (bucket, batch size), built on first use and kept for the run, each
+ * in its own session: in a worker thread by default (WorkerSession), so the main thread prepares the next batch
+ * (noise, timesteps, text embeddings) while the UNet step runs. All graphs share one training state (LoRA
+ * parameters, optimizer moments, counters): state names and shapes do not depend on the image size.
+ */
+import type { HostTensor } from "../../../engine/src/runtime/tensor.ts";
+import { Session, type SessionOptions } from "../../../engine/src/runtime/session.ts";
+import { WorkerSession } from "../../../engine/src/runtime/worker-session.ts";
+import type { OptimizerConfig } from "../../../engine/src/optim/optimizers.ts";
+import { buildLoraTrainStep, type LoraTrainStep } from "../../../engine/src/training/lora-train-step.ts";
+import type { Size } from "../dataset/buckets.ts";
+import type { BaseModel } from "./base-model.ts";
+
+export interface StepGraphOptions {
+  ranks: ReadonlyMap<string, number>;
+  optimizer: OptimizerConfig;
+  maxGradNorm?: number;
+  accumulationSteps: number;
+  gradientCheckpointing: boolean;
+  session: SessionOptions;
+  /** Run steps in a worker thread (default true). */
+  worker: boolean;
+}
+
+type AnySession = Session | WorkerSession;
+
+export interface StepGraph {
+  info: LoraTrainStep;
+  session: AnySession;
+  bucket: Size;
+  batch: number;
+}
+
+export class StepGraphs {
+  private readonly graphs = new Map<string, Promise<StepGraph>>();
+  /** Built-graph count, for logs ("graphs built once per bucket"). */
+  built = 0;
+
+  constructor(
+    private readonly base: BaseModel,
+    private readonly o: StepGraphOptions,
+  ) {}
+
+  /** The step graph for pictures of `bucket` (pixels, [width, height]) in batches of `batch`. */
+  get(bucket: Size, batch: number): Promise<StepGraph> {
+    const key = `${bucket[0]}x${bucket[1]}x${batch}`;
+    let g = this.graphs.get(key);
+    if (!g) {
+      g = this.build(bucket, batch);
+      this.graphs.set(key, g);
+    }
+    return g;
+  }
+
+  private async build(bucket: Size, batch: number): Promise<StepGraph> {
+    const f = this.base.vaeFactor;
+    const info = buildLoraTrainStep(this.base.checkpoint.unet, this.base.checkpoint.weights.unet, {
+      batch,
+      height: bucket[1] / f,
+      width: bucket[0] / f,
+      ranks: this.o.ranks,
+      optimizer: this.o.optimizer,
+      maxGradNorm: this.o.maxGradNorm,
+      accumulationSteps: this.o.accumulationSteps,
+      gradientCheckpointing: this.o.gradientCheckpointing,
+    });
+    const opts: SessionOptions = {
+      ...this.o.session,
+      disabledOptimizers: [...(this.o.session.disabledOptimizers ?? []), ...info.disabledOptimizers],
+    };
+    const session = this.o.worker
+      ? await WorkerSession.create(info.graph, opts)
+      : await Session.create(info.graph, opts);
+    this.built++;
+    return { info, session, bucket, batch };
+  }
+
+  async release(): Promise<void> {
+    const all = await Promise.allSettled(this.graphs.values());
+    this.graphs.clear();
+    for (const r of all) if (r.status === "fulfilled") await r.value.session.release();
+  }
+}
+
+/**
+ * Runs one micro-step on `graph` with the shared `state` (state name -> tensor). With `commit`, the state's
+ * buffers move to the worker and the updated ones replace them; without (evaluation), the state is copied and
+ * left as it was. Returns the non-state outputs (loss, grad_norm, nonfinite, ...).
+ */
+export async function runStep(
+  graph: StepGraph,
+  feeds: Record<string, HostTensor>,
+  state: Map<string, HostTensor>,
+  commit: boolean,
+): Promise<Record<string, HostTensor>> {
+  const all: Record<string, HostTensor> = { ...feeds };
+  for (const [name, t] of state) all[`state_in.${name}`] = t;
+  const transfer = commit ? [...state.keys()].map((n) => `state_in.${n}`) : [];
+  const wanted = commit ? undefined : ["loss"];
+  const out =
+    graph.session instanceof WorkerSession
+      ? await graph.session.run(all, wanted, { transfer })
+      : await graph.session.run(all, wanted);
+  const rest: Record<string, HostTensor> = {};
+  for (const [name, t] of Object.entries(out)) {
+    if (name.startsWith("state_out.")) {
+      if (commit) state.set(name.slice("state_out.".length), t);
+    } else rest[name] = t;
+  }
+  return rest;
+}
