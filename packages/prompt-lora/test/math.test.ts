@@ -117,7 +117,7 @@ test("Householder QR: Q orthonormal, R upper triangular, QR = A", () => {
   const a = new Float64Array(10 * 4);
   for (let i = 0; i < 10; i++) a[i * 4] = a[i * 4 + 1] = i + 1;
   const { q, r } = householderQr({ rows: 10, cols: 4, data: a });
-  assert.ok(maxAbsDiff(naiveMul(q.data, r.data, 10, 4, 4), a) < 1e-12);
+  assert.ok(maxAbsDiff(naiveMul(q.data, r.data, 10, 4, 4), a) < 1e-12, "check 1");
 });
 
 test("symmetric eigen-solver recovers a known spectrum and satisfies A v = lambda v", () => {
@@ -159,11 +159,11 @@ test("orthonormalizeColumns drops dependent directions and returns an orthonorma
   assert.equal(q.cols, 5);
   const qtq = naiveMul(naiveT(q.data, 300, 5), q.data, 5, 300, 5);
   const eye = new Float64Array(25).map((_, i) => (i % 6 === 0 ? 1 : 0));
-  assert.ok(maxAbsDiff(qtq, eye) < 1e-5);
+  assert.ok(maxAbsDiff(qtq, eye) < 1e-5, "check 2");
   // Projection of y onto span(q) is y itself.
   const qty = naiveMul(naiveT(q.data, 300, 5), y.data, 5, 300, 9);
   const proj = naiveMul(q.data, qty, 300, 5, 9);
-  assert.ok(maxAbsDiff(proj, y.data) < 1e-4 * Math.max(...y.data.map(Math.abs)));
+  assert.ok(maxAbsDiff(proj, y.data) < 1e-4 * Math.max(...y.data.map(Math.abs)), "check 3");
 });
 
 test("randomized SVD matches a known spectrum: singular values, residual energy, reconstruction", () => {
@@ -175,7 +175,7 @@ test("randomized SVD matches a known spectrum: singular values, residual energy,
   for (let i = 0; i < r; i++) assert.ok(Math.abs(res.sigma[i] - s[i]) < 1e-4 * s[0], `sigma ${i}`);
   const tail = s.slice(r).reduce((acc, x) => acc + x * x, 0);
   const norm = s.reduce((acc, x) => acc + x * x, 0);
-  assert.ok(Math.abs(res.normSquared - norm) < 1e-4 * norm);
+  assert.ok(Math.abs(res.normSquared - norm) < 1e-4 * norm, "check 4");
   assert.ok(Math.abs(res.residualSquared - tail) < 1e-3 * tail, `${res.residualSquared} vs ${tail}`);
   // The residual reported equals the residual of the returned factors, computed directly.
   const approx = naiveMul(res.up.data, res.down.data, 260, r, 190);
@@ -201,9 +201,9 @@ test("randomized SVD is deterministic for a seed and exact for a matrix of rank 
   const x = randomizedSvd(a, 4, { seed: 9 });
   const y = randomizedSvd(a, 4, { seed: 9 });
   assert.deepEqual(x.up.data, y.up.data);
-  assert.ok(x.residualSquared < 1e-9 * x.normSquared);
+  assert.ok(x.residualSquared < 1e-9 * x.normSquared, "check 5");
   const approx = naiveMul(x.up.data, x.down.data, 80, 4, 120);
-  assert.ok(maxAbsDiff(approx, a.data) < 1e-5);
+  assert.ok(maxAbsDiff(approx, a.data) < 1e-5, "check 6");
 });
 
 test("factoredSvd of U D equals the truncated SVD of the product (exact and sketched regimes)", () => {
@@ -227,7 +227,7 @@ test("factoredSvd of U D equals the truncated SVD of the product (exact and sket
       assert.ok(Math.abs(res.sigma[i] - s[i]) < 2e-4 * s[0], `sigma ${i} r=${rank}`);
     const tail = s.slice(rank).reduce((acc, x) => acc + x * x, 0);
     const norm = s.reduce((acc, x) => acc + x * x, 0);
-    assert.ok(Math.abs(res.normSquared - norm) < 1e-5 * norm);
+    assert.ok(Math.abs(res.normSquared - norm) < 1e-5 * norm, "check 7");
     const approx = naiveMul(res.up.data, res.down.data, 150, rank, 110);
     let direct = 0;
     for (let i = 0; i < approx.length; i++) direct += (a.data[i] - approx[i]) ** 2;

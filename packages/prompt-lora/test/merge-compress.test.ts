@@ -94,9 +94,9 @@ test("compressing a rank-8 stack to rank 8 is exact", () => {
   const m = adapter.modules[0];
   assert.equal(m.tensors.down.shape[0], 8);
   assert.equal(m.alpha, 8);
-  assert.ok(frob(moduleDelta(m).data, delta) < 1e-5 * frob(delta));
+  assert.ok(frob(moduleDelta(m).data, delta) < 1e-5 * frob(delta), "rank-8 delta reproduced");
   assert.equal(report.modules[0].relativeError, 0);
-  assert.ok(Math.abs(report.modules[0].norm - frob(delta)) < 1e-5 * frob(delta));
+  assert.ok(Math.abs(report.modules[0].norm - frob(delta)) < 1e-5 * frob(delta), "norm");
 });
 
 test("compression to lower ranks leaves exactly the tail singular energy (Eckart-Young)", () => {
@@ -113,7 +113,7 @@ test("compression to lower ranks leaves exactly the tail singular energy (Eckart
     const direct = frob(moduleDelta(m).data, delta);
     assert.ok(Math.abs(direct - tail) < 1e-4 * total, `r=${r}: ||delta - delta_r|| = ${direct}, tail = ${tail}`);
     assert.ok(Math.abs(report.modules[0].relativeError - tail / total) < 1e-4, `r=${r}: reported error`);
-    assert.ok(Math.abs(report.totalRelativeError - tail / total) < 1e-4);
+    assert.ok(Math.abs(report.totalRelativeError - tail / total) < 1e-4, `r=${r}: total error`);
   }
 });
 
@@ -125,8 +125,8 @@ test("conv stacks compress to down [r, in, kh, kw] and up [out, r, 1, 1] with th
   assert.deepEqual(m.tensors.down.shape, [3, 5, 3, 3]);
   assert.deepEqual(m.tensors.up.shape, [12, 3, 1, 1]);
   const tail = Math.hypot(...s.slice(3));
-  assert.ok(Math.abs(frob(moduleDelta(m).data, delta) - tail) < 1e-4 * Math.hypot(...s));
-  assert.ok(Math.abs(report.modules[0].relativeError - tail / Math.hypot(...s)) < 1e-4);
+  assert.ok(Math.abs(frob(moduleDelta(m).data, delta) - tail) < 1e-4 * Math.hypot(...s), "conv error");
+  assert.ok(Math.abs(report.modules[0].relativeError - tail / Math.hypot(...s)) < 1e-4, "conv reported");
 });
 
 test("high-rank stacks use the sketched path: near-optimal, and the reported error is the true one", () => {
@@ -155,7 +155,7 @@ test("high-rank stacks use the sketched path: near-optimal, and the reported err
   const tail = Math.hypot(...s.slice(6));
   const direct = frob(moduleDelta(adapter.modules[0]).data, delta);
   assert.ok(direct < tail * 1.01, `error ${direct} vs optimal ${tail}`);
-  assert.ok(Math.abs(report.modules[0].relativeError * frob(delta) - direct) < 1e-3 * tail);
+  assert.ok(Math.abs(report.modules[0].relativeError * frob(delta) - direct) < 1e-3 * tail, "reported");
 });
 
 test("full / LoHa modules are compressed from their delta by randomized SVD", () => {
@@ -175,8 +175,8 @@ test("full / LoHa modules are compressed from their delta by randomized SVD", ()
   const delta = moduleDelta(loha).data; // Hadamard product of two rank-2 matrices: rank <= 4
   const { adapter, report } = compressAdapter(adapterOf([loha], "loha"), 4);
   assert.equal(adapter.modules[0].kind, "lora");
-  assert.ok(frob(moduleDelta(adapter.modules[0]).data, delta) < 1e-5 * frob(delta));
-  assert.ok(report.modules[0].relativeError < 1e-5);
+  assert.ok(frob(moduleDelta(adapter.modules[0]).data, delta) < 1e-5 * frob(delta), "loha rank 4 exact");
+  assert.ok(report.modules[0].relativeError < 1e-5, `reported ${report.modules[0].relativeError}`);
   const low = compressAdapter(adapterOf([loha], "loha"), 2);
   const direct = frob(moduleDelta(low.adapter.modules[0]).data, delta) / frob(delta);
   assert.ok(Math.abs(low.report.modules[0].relativeError - direct) < 1e-4, `${low.report.modules[0].relativeError} vs ${direct}`);

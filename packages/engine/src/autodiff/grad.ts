@@ -195,8 +195,17 @@ function recompute(b: GraphBuilder, seg: CheckpointSegment, after: Value[]): Map
     }
     return a;
   };
+  // Nodes computed from weights alone (e.g. Cast of an fp16 initializer) are reused, not cloned: ORT folds such
+  // nodes into heap copies, so a clone would materialize every weight of the segment a second time.
+  const weightOnly = new Set<Value>();
+  const isWeight = (v: Value | undefined) =>
+    v === undefined || v.kind === "initializer" || v.kind === "constant" || weightOnly.has(v);
   b.scope(`recompute.${seg.label || "segment"}`, () => {
     for (const n of seg.nodes) {
+      if (n.inputs.every(isWeight)) {
+        for (const o of n.outputs) weightOnly.add(o);
+        continue;
+      }
       const inputs = n.inputs.map((i) => (i === undefined ? undefined : source(i)));
       const outs = b.addNode(
         n.op,

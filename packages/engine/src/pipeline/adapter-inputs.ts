@@ -43,7 +43,10 @@ export function neededRank(m: AdapterModule, spec: ModuleSpec): number {
 }
 
 /** Module specs of one component by path. */
-export function specsByPath(modules: readonly ModuleSpec[], component: GraphComponent): Map<string, ModuleSpec> {
+export function specsByPath(
+  modules: readonly ModuleSpec[],
+  component: GraphComponent,
+): Map<string, ModuleSpec> {
   return new Map(modules.filter((m) => m.component === component).map((m) => [m.path, m]));
 }
 
@@ -106,7 +109,10 @@ export function capacityKey(c: ReadonlyMap<string, number> | undefined): string 
 }
 
 /** down [r, inner] / up [out, r] / scale of one stacked module, full deltas factorized with up = identity. */
-function factors(m: AdapterModule, spec: ModuleSpec): { down: Float32Array; up: Float32Array; r: number; scale: number } {
+function factors(
+  m: AdapterModule,
+  spec: ModuleSpec,
+): { down: Float32Array; up: Float32Array; r: number; scale: number } {
   const inner = spec.inFeatures * spec.kernel[0] * spec.kernel[1];
   const out = spec.outFeatures;
   const where = `${m.component}:${m.path}`;
@@ -121,10 +127,14 @@ function factors(m: AdapterModule, spec: ModuleSpec): { down: Float32Array; up: 
     }
     return { down: down.data, up: up.data, r, scale: m.alpha === undefined ? 1 : m.alpha / r };
   }
-  if (m.tensors.diff_b) throw new AdapterInputError(where, "a bias delta cannot be fed as adapter inputs: use baked mode");
+  if (m.tensors.diff_b)
+    throw new AdapterInputError(where, "a bias delta cannot be fed as adapter inputs: use baked mode");
   const d = m.tensors.diff;
   if (!d || numel(d.shape) !== out * inner)
-    throw new AdapterInputError(where, `${m.kind} module has no delta of ${out}x${inner} values (stack it first)`);
+    throw new AdapterInputError(
+      where,
+      `${m.kind} module has no delta of ${out}x${inner} values (stack it first)`,
+    );
   const up = new Float32Array(out * out);
   for (let i = 0; i < out; i++) up[i * out + i] = 1;
   return { down: d.data, up, r: out, scale: 1 };
@@ -154,20 +164,28 @@ export function adapterFeeds(
     const m = byPath.get(path);
     if (m) {
       const f = factors(m, spec);
-      if (f.r > cap) throw new AdapterInputError(`${component}:${path}`, `rank ${f.r} exceeds the graph's ${cap}`);
+      if (f.r > cap)
+        throw new AdapterInputError(`${component}:${path}`, `rank ${f.r} exceeds the graph's ${cap}`);
       down.set(f.down.subarray(0, f.r * inner));
       for (let o = 0; o < out; o++) up.set(f.up.subarray(o * f.r, (o + 1) * f.r), o * cap);
       scale = f.scale;
     }
     const names = loraInputNames(component, path);
     const conv = spec.layer === "conv";
-    feeds[names.down] = { dtype: "float32", shape: conv ? [cap, spec.inFeatures, kh, kw] : [cap, inner], data: down };
+    feeds[names.down] = {
+      dtype: "float32",
+      shape: conv ? [cap, spec.inFeatures, kh, kw] : [cap, inner],
+      data: down,
+    };
     feeds[names.up] = { dtype: "float32", shape: conv ? [out, cap, 1, 1] : [out, cap], data: up };
     feeds[names.scale] = { dtype: "float32", shape: [], data: Float32Array.of(scale) };
   }
   for (const path of byPath.keys()) {
     if (!capacity.has(path))
-      throw new AdapterInputError(`${component}:${path}`, "module has no LoRA inputs in this graph (grow the capacity)");
+      throw new AdapterInputError(
+        `${component}:${path}`,
+        "module has no LoRA inputs in this graph (grow the capacity)",
+      );
   }
   return feeds;
 }

@@ -59,7 +59,8 @@ export function createInfotext(p: InfotextParams): string {
     ["Clip skip", p.clipSkip !== undefined && p.clipSkip > 1 ? num(p.clipSkip) : undefined],
     ["Lora hashes", p.loraHashes ? loraHashesValue(p.loraHashes) : undefined],
   ];
-  for (const [k, v] of Object.entries(p.extra ?? {})) params.push([k, v === undefined ? undefined : String(v)]);
+  for (const [k, v] of Object.entries(p.extra ?? {}))
+    params.push([k, v === undefined ? undefined : String(v)]);
   const list = params
     .filter((e): e is [string, string] => e[1] !== undefined)
     .map(([k, v]) => (k === v ? k : `${k}: ${quoteInfotextValue(v)}`))

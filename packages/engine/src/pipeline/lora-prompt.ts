@@ -52,8 +52,12 @@ export async function lorasFromPrompt(text: string, o: PromptLoraOptions = {}): 
   const warnings = [...parsed.warnings];
   for (const u of parsed.unknown) warnings.push(`unknown extra-network token ${u.token} ignored`);
   const loraTokens = parsed.networks.filter((n) => n.type === "lora");
-  if (loraTokens.length === 0) return { prompt: parsed.prompt, stack: null, loras: [], missing: [], warnings };
-  if (!o.loraDir) throw new PipelineError(`the prompt names LoRAs (${loraTokens.map((n) => n.name).join(", ")}) but no Lora folder was given`);
+  if (loraTokens.length === 0)
+    return { prompt: parsed.prompt, stack: null, loras: [], missing: [], warnings };
+  if (!o.loraDir)
+    throw new PipelineError(
+      `the prompt names LoRAs (${loraTokens.map((n) => n.name).join(", ")}) but no Lora folder was given`,
+    );
   const listing = await scanLibrary(o.loraDir, { cacheDir: o.cacheDir });
   const res = resolveNetworks(parsed, listing.entries);
   warnings.push(...res.warnings);
@@ -76,7 +80,14 @@ export async function lorasFromPrompt(text: string, o: PromptLoraOptions = {}): 
       cache.set(n.entry.path, adapter);
     }
     entries.push({ adapter, te: n.te, unet: n.unet, dyn: n.dyn });
-    loras.push({ name: n.name, path: n.entry.path, te: n.te, unet: n.unet, dyn: n.dyn, shortHash: n.entry.shortHash });
+    loras.push({
+      name: n.name,
+      path: n.entry.path,
+      te: n.te,
+      unet: n.unet,
+      dyn: n.dyn,
+      shortHash: n.entry.shortHash,
+    });
   }
   const stack = entries.length > 0 ? stackAdapters(entries) : null;
   return { prompt: parsed.prompt, stack, loras, missing: res.missing, warnings };

@@ -6,8 +6,8 @@
  * reads), else an uncompressed iTXt chunk with UTF-8 text (PIL's fallback). CRC-32 from node:zlib.
  */
 import { crc32 } from "node:zlib";
-import sharp from "sharp";
 import { atomicWriteFile } from "@lora-studio/prompt-lora";
+import sharp from "sharp";
 
 /**
  * One image of a float NHWC batch as 8-bit RGB. The WebUI converts with `(255 * x).astype(uint8)` on values
@@ -19,7 +19,7 @@ export function toRgb8(images: Float32Array, index: number, width: number, heigh
   const base = index * n;
   for (let i = 0; i < n; i++) {
     const v = images[base + i];
-    out[i] = Math.trunc(255 * (v < 0 ? 0 : v > 1 ? 1 : v));
+    out[i] = Math.trunc(255 * Math.min(Math.max(v, 0), 1));
   }
   return out;
 }
@@ -37,8 +37,10 @@ const isLatin1 = (s: string) => [...s].every((c) => (c.codePointAt(0) ?? 0) <= 0
 
 /** A tEXt (Latin-1) or iTXt (UTF-8, uncompressed) chunk for keyword -> text. */
 export function textChunk(keyword: string, text: string): Buffer {
-  if (!/^[\x20-\x7e]{1,79}$/.test(keyword)) throw new Error(`invalid PNG text keyword ${JSON.stringify(keyword)}`);
-  if (isLatin1(text)) return chunk("tEXt", Buffer.concat([Buffer.from(`${keyword}\0`, "latin1"), Buffer.from(text, "latin1")]));
+  if (!/^[\x20-\x7e]{1,79}$/.test(keyword))
+    throw new Error(`invalid PNG text keyword ${JSON.stringify(keyword)}`);
+  if (isLatin1(text))
+    return chunk("tEXt", Buffer.concat([Buffer.from(`${keyword}\0`, "latin1"), Buffer.from(text, "latin1")]));
   // iTXt: keyword\0, compression flag 0, method 0, empty language tag\0, empty translated keyword\0, text.
   const head = Buffer.concat([Buffer.from(`${keyword}\0`, "latin1"), Buffer.from([0, 0, 0, 0])]);
   return chunk("iTXt", Buffer.concat([head, Buffer.from(text, "utf8")]));

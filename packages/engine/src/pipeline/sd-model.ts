@@ -7,8 +7,9 @@
  * text encoder as graph inputs (adapter-inputs.ts); `bake()` instead builds separate sessions on patched weights.
  */
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { basename, extname, join } from "node:path";
 import type { Adapter, ModuleSpec } from "@lora-studio/prompt-lora";
+import { hashFile } from "../../../prompt-lora/src/library/hash.ts";
 import type { Graph } from "../graph/ir.ts";
 import { buildClipTextGraph } from "../models/clip-text.ts";
 import { type Checkpoint, type OpenCheckpointOptions, openCheckpoint } from "../models/loader/checkpoint.ts";
@@ -27,8 +28,8 @@ import {
   SD_SCHEDULE,
 } from "../schedulers/noise-schedule.ts";
 import { ClipTokenizer } from "../tokenizer/clip-bpe.ts";
-import { bakedWeights } from "./baked-weights.ts";
 import { capacityKey, type GraphComponent, growCapacity, specsByPath } from "./adapter-inputs.ts";
+import { bakedWeights } from "./baked-weights.ts";
 
 export interface SdModelOptions {
   /** Checkpoint: a single .safetensors file (original layout) or a diffusers folder. */
@@ -56,7 +57,9 @@ export interface SessionShape {
 }
 
 /** Which weights a session's LoRA modules use: adapter inputs (with a capacity) or a baked stack. */
-export type WeightMode = { kind: "adapters"; capacity?: ReadonlyMap<string, number> } | { kind: "baked"; id: number; stack: Adapter };
+export type WeightMode =
+  | { kind: "adapters"; capacity?: ReadonlyMap<string, number> }
+  | { kind: "baked"; id: number; stack: Adapter };
 
 /** A session of either kind (both run, and release their resources). */
 export type ModelSession = Session | WorkerSession;
@@ -74,13 +77,14 @@ export class SdModel {
   /** Current rank capacity of the adapter-input graphs (grows, never shrinks). */
   private readonly capacity = new Map<GraphComponent, ReadonlyMap<string, number> | undefined>();
   private readonly defaults: Record<GraphComponent, ReadonlyMap<string, number>>;
+  private hash: Promise<string | undefined> | undefined;
   /** Sessions created so far (for benchmarks and tests: switching stacks must not add any). */
   sessionsCreated = 0;
 
   private constructor(
     readonly options: SdModelOptions,
     readonly checkpoint: Checkpoint,
-    readonly tokenizer: ClipTokenizer,
+    private readonly tok: ClipTokenizer | undefined,
     readonly schedule: NoiseSchedule,
   ) {
     const sd2 = checkpoint.family.startsWith("sd2");
@@ -100,21 +104,51 @@ export class SdModel {
     const ck = await openCheckpoint(options.model, options.checkpoint);
     try {
       const tokDir = options.tokenizer ?? (ck.layout === "diffusers" ? ck.path : undefined);
-      if (!tokDir) {
-        throw new PipelineError(
-          `${ck.path}: a single-file checkpoint carries no tokenizer; pass the CLIP tokenizer folder (vocab.json + merges.txt)`,
-        );
-      }
-      const tokenizer = await ClipTokenizer.fromDirectory(tokDir);
+      const tokenizer = tokDir ? await ClipTokenizer.fromDirectory(tokDir) : undefined;
       const schedPath = join(ck.path, "scheduler", "scheduler_config.json");
       const config =
-        ck.layout === "diffusers" && existsSync(schedPath) ? await readScheduleConfig(schedPath) : SD_SCHEDULE;
+        ck.layout === "diffusers" && existsSync(schedPath)
+          ? await readScheduleConfig(schedPath)
+          : SD_SCHEDULE;
       const prediction = ck.unet.prediction_type;
-      return new SdModel(options, ck, tokenizer, createNoiseSchedule({ ...config, predictionType: prediction }));
+      return new SdModel(
+        options,
+        ck,
+        tokenizer,
+        createNoiseSchedule({ ...config, predictionType: prediction }),
+      );
     } catch (e) {
       await ck.close();
       throw e;
     }
+  }
+
+  /** The CLIP tokenizer (a single-file checkpoint has none: pass `tokenizer` to open()). */
+  get tokenizer(): ClipTokenizer {
+    if (!this.tok) {
+      throw new PipelineError(
+        `${this.checkpoint.path}: a single-file checkpoint carries no tokenizer; pass the CLIP tokenizer folder (vocab.json + merges.txt)`,
+      );
+    }
+    return this.tok;
+  }
+
+  /** A1111's "Model" infotext value: the checkpoint file name without extension (or the folder name). */
+  get modelName(): string {
+    const p = this.checkpoint.path;
+    return this.checkpoint.layout === "diffusers" ? basename(p) : basename(p, extname(p));
+  }
+
+  /**
+   * A1111's "Model hash" (AutoV2: first 10 hex of the file's SHA-256), computed once (streams the file).
+   * Undefined for diffusers folders, which the WebUI does not hash.
+   */
+  modelHash(): Promise<string | undefined> {
+    this.hash ??=
+      this.checkpoint.layout === "single-file"
+        ? hashFile(this.checkpoint.path, null).then((h) => h.autoV2)
+        : Promise.resolve(undefined);
+    return this.hash;
   }
 
   get latentChannels(): number {
@@ -153,7 +187,8 @@ export class SdModel {
 
   private build(component: Component, shape: SessionShape, mode: WeightMode): Graph {
     const ck = this.checkpoint;
-    const adapters = mode.kind === "adapters" && mode.capacity && mode.capacity.size > 0 ? mode.capacity : undefined;
+    const adapters =
+      mode.kind === "adapters" && mode.capacity && mode.capacity.size > 0 ? mode.capacity : undefined;
     switch (component) {
       case "text_encoder":
         return buildClipTextGraph(ck.textEncoder, this.weightsFor("te", mode), {
@@ -184,7 +219,11 @@ export class SdModel {
   }
 
   /** The cached session for a component, shape and weight mode (created on first use). */
-  session(component: Component, shape: SessionShape, mode: WeightMode = { kind: "adapters" }): Promise<ModelSession> {
+  session(
+    component: Component,
+    shape: SessionShape,
+    mode: WeightMode = { kind: "adapters" },
+  ): Promise<ModelSession> {
     const m = mode.kind === "adapters" ? `a:${capacityKey(mode.capacity)}` : `b:${mode.id}`;
     const key = `${component}|${shape.batch}|${shape.height ?? 0}x${shape.width ?? 0}|${shape.seqLen ?? 0}|${m}`;
     let s = this.sessions.get(key);

@@ -110,7 +110,11 @@ export class Txt2ImgPipeline {
   /** Text-encoder output of one 77-id chunk, [77, D]. */
   private async encodeChunk(ids: number[]): Promise<Float32Array> {
     const te = await this.model.session("text_encoder", { batch: 1 }, this.mode.te);
-    const input: HostTensor = { dtype: "int64", shape: [1, ids.length], data: BigInt64Array.from(ids, (v) => BigInt(v)) };
+    const input: HostTensor = {
+      dtype: "int64",
+      shape: [1, ids.length],
+      data: BigInt64Array.from(ids, (v) => BigInt(v)),
+    };
     const out = await te.run({ input_ids: input, ...this.feeds.te }, ["out"]);
     return out.out.data as Float32Array;
   }
@@ -120,7 +124,10 @@ export class Txt2ImgPipeline {
    * emphasis multipliers applied, concatenated; every prompt padded with empty chunks to the longest one.
    * Returns one [chunks * 77, D] array per prompt and the common sequence length.
    */
-  async encodePrompts(prompts: string[], emphasis: EmphasisMode = "original"): Promise<{ embeddings: Float32Array[]; seqLen: number }> {
+  async encodePrompts(
+    prompts: string[],
+    emphasis: EmphasisMode = "original",
+  ): Promise<{ embeddings: Float32Array[]; seqLen: number }> {
     const tok = this.model.tokenizer;
     const chunked = prompts.map((p) => tokenizePromptChunks(tok, p, { emphasis }).chunks);
     const count = Math.max(...chunked.map((c) => c.length));
@@ -162,12 +169,17 @@ export class Txt2ImgPipeline {
     const samplerName = o.sampler ?? "Euler a";
     const seed = o.seed ?? Math.floor(Math.random() * 2 ** 32);
     const factor = 2 ** (this.model.checkpoint.vae.block_out_channels.length - 1);
-    for (const [what, v] of [["width", width], ["height", height]] as const) {
+    for (const [what, v] of [
+      ["width", width],
+      ["height", height],
+    ] as const) {
       if (!Number.isInteger(v) || v <= 0 || v % factor !== 0)
         throw new PipelineError(`${what} must be a positive multiple of ${factor}, got ${v}`);
     }
-    if (!Number.isInteger(batch) || batch < 1) throw new PipelineError(`batch must be a positive integer, got ${batch}`);
-    if (!Number.isInteger(steps) || steps < 1) throw new PipelineError(`steps must be a positive integer, got ${steps}`);
+    if (!Number.isInteger(batch) || batch < 1)
+      throw new PipelineError(`batch must be a positive integer, got ${batch}`);
+    if (!Number.isInteger(steps) || steps < 1)
+      throw new PipelineError(`steps must be a positive integer, got ${steps}`);
     const h = height / factor;
     const w = width / factor;
     const c = this.model.latentChannels;
@@ -177,7 +189,9 @@ export class Txt2ImgPipeline {
     let init: Float32Array;
     if (o.initLatents) {
       if (o.initLatents.length !== batch * per)
-        throw new PipelineError(`initial latents hold ${o.initLatents.length} values; [${batch}, ${c}, ${h}, ${w}] needs ${batch * per}`);
+        throw new PipelineError(
+          `initial latents hold ${o.initLatents.length} values; [${batch}, ${c}, ${h}, ${w}] needs ${batch * per}`,
+        );
       init = o.initLatents;
     } else {
       init = rng.randn(batch * per);
@@ -192,7 +206,11 @@ export class Txt2ImgPipeline {
       context.set(cond, (batch + i) * seqLen * dim);
     }
     const sampler = createSampler(samplerName, { schedule: this.model.schedule, steps, noise: rng });
-    const unet = await this.model.session("unet", { batch: 2 * batch, height: h, width: w, seqLen }, this.mode.unet);
+    const unet = await this.model.session(
+      "unet",
+      { batch: 2 * batch, height: h, width: w, seqLen },
+      this.mode.unet,
+    );
     const contextT = f32([2 * batch, seqLen, dim], context);
     const total = sampler.timesteps.length;
     const t1 = performance.now();
@@ -235,7 +253,12 @@ export class Txt2ImgPipeline {
   }
 
   /** VAE-decodes latents image by image: raw NCHW output and clamp(x / 2 + 0.5) as NHWC. */
-  async decode(latents: Float32Array, batch: number, h: number, w: number): Promise<{ decoded: Float32Array; images: Float32Array }> {
+  async decode(
+    latents: Float32Array,
+    batch: number,
+    h: number,
+    w: number,
+  ): Promise<{ decoded: Float32Array; images: Float32Array }> {
     const c = this.model.latentChannels;
     const per = c * h * w;
     const vae = await this.model.session("vae_decoder", { batch: 1, height: h, width: w });
@@ -258,7 +281,7 @@ export class Txt2ImgPipeline {
         for (let x = 0; x < W; x++)
           for (let k = 0; k < ch; k++) {
             const v = Math.fround(Math.fround(img[(k * H + y) * W + x] / 2) + 0.5);
-            images[base + (y * W + x) * ch + k] = v < 0 ? 0 : v > 1 ? 1 : v;
+            images[base + (y * W + x) * ch + k] = Math.min(Math.max(v, 0), 1);
           }
     }
     return { decoded, images };

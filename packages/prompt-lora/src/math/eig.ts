@@ -77,13 +77,17 @@ function tridiagonalize(
       const wi = p[i];
       for (let j = k; j < n; j++) a[row + j] -= vi * p[j] + wi * v[j];
     }
-    // qt <- H qt (rows k+1..n-1 change).
-    for (let c = 0; c < n; c++) {
-      let s = 0;
-      for (let i = k + 1; i < n; i++) s += v[i] * qt[i * n + c];
-      if (s === 0) continue;
-      s *= beta;
-      for (let i = k + 1; i < n; i++) qt[i * n + c] -= s * v[i];
+    // qt <- H qt (rows k+1..n-1 change), row-wise so every access is contiguous.
+    p.fill(0);
+    for (let i = k + 1; i < n; i++) {
+      const vi = v[i];
+      const row = i * n;
+      for (let c = 0; c < n; c++) p[c] += vi * qt[row + c];
+    }
+    for (let i = k + 1; i < n; i++) {
+      const f = beta * v[i];
+      const row = i * n;
+      for (let c = 0; c < n; c++) qt[row + c] -= f * p[c];
     }
   }
   for (let i = 0; i < n; i++) {

@@ -85,29 +85,45 @@ export function matmulNT(a: Matrix, b: Matrix): Matrix {
 }
 
 /**
- * G = A^T A in float64 (n x n for A m x n). Only the upper block triangle is computed (blocks of 64 columns),
- * then mirrored: the symmetric product costs ~60% of a general one.
+ * G = A^T A in float64 (n x n for A m x n), summed over row chunks of A (float32 products within a chunk,
+ * float64 across chunks). Within a chunk only the upper block triangle is computed (blocks of 64 columns)
+ * and mirrored at the end: the symmetric product costs ~60% of a general one. Chunks are transposed with
+ * plain loops into reused buffers (no per-row views: those cost more than the arithmetic at these sizes).
  */
 export function gramTN(a: Matrix): Matrix64 {
   const { rows: m, cols: n } = a;
   const g = new Float64Array(n * n);
-  const at = transpose(a); // n x m
   const BLOCK = 64;
-  for (let j0 = 0; j0 < n; j0 += BLOCK) {
-    const nb = Math.min(BLOCK, n - j0);
-    const rowsUsed = j0 + nb; // rows 0..j0+nb of A^T pair with block columns j0..j0+nb
-    const part = new Float32Array(rowsUsed * nb);
-    for (let p0 = 0; p0 < m; p0 += CHUNK) {
-      const kc = Math.min(CHUNK, m - p0);
-      const left = new Float32Array(rowsUsed * kc);
-      for (let i = 0; i < rowsUsed; i++) left.set(at.data.subarray(i * m + p0, i * m + p0 + kc), i * kc);
-      const right = new Float32Array(kc * nb);
-      for (let p = 0; p < kc; p++) {
-        right.set(a.data.subarray((p0 + p) * n + j0, (p0 + p) * n + j0 + nb), p * nb);
+  const chunkT = new Float32Array(n * Math.min(CHUNK, m));
+  const right = new Float32Array(Math.min(CHUNK, m) * BLOCK);
+  const part = new Float32Array(n * BLOCK);
+  const src = a.data;
+  for (let p0 = 0; p0 < m; p0 += CHUNK) {
+    const kc = Math.min(CHUNK, m - p0);
+    // chunkT[i, p] = A[p0 + p, i]
+    for (let pp = 0; pp < kc; pp += 32) {
+      const pe = Math.min(kc, pp + 32);
+      for (let i0 = 0; i0 < n; i0 += 32) {
+        const ie = Math.min(n, i0 + 32);
+        for (let p = pp; p < pe; p++) {
+          const row = (p0 + p) * n;
+          for (let i = i0; i < ie; i++) chunkT[i * kc + p] = src[row + i];
+        }
       }
-      gemmF32(left, right, rowsUsed, kc, nb, part);
+    }
+    for (let j0 = 0; j0 < n; j0 += BLOCK) {
+      const nb = Math.min(BLOCK, n - j0);
+      const rowsUsed = j0 + nb; // rows 0..j0+nb of A^T pair with block columns j0..j0+nb
+      for (let p = 0; p < kc; p++) {
+        const row = (p0 + p) * n + j0;
+        const dst = p * nb;
+        for (let j = 0; j < nb; j++) right[dst + j] = src[row + j];
+      }
+      gemmF32(chunkT, right, rowsUsed, kc, nb, part);
       for (let i = 0; i < rowsUsed; i++) {
-        for (let j = 0; j < nb; j++) g[i * n + j0 + j] += part[i * nb + j];
+        const gi = i * n + j0;
+        const pi = i * nb;
+        for (let j = 0; j < nb; j++) g[gi + j] += part[pi + j];
       }
     }
   }

@@ -135,7 +135,7 @@ function compressModule(
   const inner = numel(delta.shape.slice(1));
   const kernelSize = delta.shape.length === 4 ? delta.shape[2] * delta.shape[3] : 1;
   const target = Math.min(kernelSize > 1 ? (opts.convRank ?? rank) : rank, out, inner);
-  const lr = randomizedSvd(matrix(out, inner, delta.data), target, svdOpts);
+  const lr = randomizedSvd(matrix(out, inner, Float32Array.from(delta.data)), target, svdOpts);
   const result = fromLowRank(m, lr, Math.min(out, inner), delta.shape);
   if (m.tensors.diff_b) result.entry.droppedBias = true;
   return result;

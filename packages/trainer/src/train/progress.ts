@@ -72,7 +72,7 @@ export function consoleProgress(
                   ? `samples at step ${e.step}: ${e.path}`
                   : e.type === "plan"
                     ? e.text
-                    : `${e.status} at step ${e.step}${e.loraPath ? `: ${e.loraPath}` : ""}\n${e.health.map((h) => `health: ${h.message}`).join("\n")}`;
+                    : `${e.status} at step ${e.step}${e.loraPath ? `: ${e.loraPath}` : ""}`;
         if (bar) bar.stop();
         bar = undefined;
         write(text);

@@ -46,7 +46,7 @@ export interface TrainOptions {
 export interface RunLogs {
   step(step: number, values: Record<string, number>): void;
   epochAverage(epoch: number, value: number): void;
-  metrics(record: Omit<MetricsRecord, "wall_time">): void;
+  metrics(record: { step: number; epoch: number; loss: number; [key: string]: number | undefined }): void;
   flush(): void;
   close(): void;
 }
@@ -71,6 +71,8 @@ export interface RunSetup {
   fingerprint: string;
   logs: RunLogs;
   maybeSample(step: number, final?: boolean): Promise<void>;
+  /** Registers something to release with the run (sessions made by the loop). */
+  addCleanup(fn: () => Promise<void>): void;
   release(): Promise<void>;
 }
 
@@ -271,6 +273,7 @@ export async function setupRun(config: TrainConfig, options: TrainOptions, emit:
           sampleNoteShown = true;
         }
       },
+      addCleanup: (fn) => cleanups.push(fn),
       release,
     };
   } catch (err) {
@@ -301,7 +304,7 @@ function openLogs(dir: string): RunLogs {
     epochAverage: (epoch, value) => tb.scalars(epoch, { [KOHYA_TAGS.lossEpochAverage]: value }),
     metrics: (record) => {
       const clean = Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined));
-      metrics.write({ ...(clean as Omit<MetricsRecord, "wall_time">), wall_time: Date.now() / 1000 });
+      metrics.write({ ...clean, step: record.step, epoch: record.epoch, loss: record.loss, wall_time: Date.now() / 1000 });
     },
     flush: () => {
       tb.flush();

@@ -8,8 +8,6 @@ import { join } from "node:path";
 import type { HostTensor } from "../../../engine/src/runtime/tensor.ts";
 import { learningRateAt } from "../config/lr-schedule.ts";
 import type { TrainConfig } from "../config/schema.ts";
-import { epochBatches } from "../dataset/order.ts";
-import { orderBuckets } from "../dataset/plan.ts";
 import { trainingHealth } from "../logging/health.ts";
 import { writeLossCurvePng } from "../logging/loss-curve.ts";
 import { KOHYA_TAGS } from "../logging/tensorboard.ts";
@@ -18,6 +16,7 @@ import { type PreparedBatch, prepareBatch } from "./batch.ts";
 import { saveLora, saveTrainState } from "./checkpoint.ts";
 import { NonFiniteLossError, type TrainEvent } from "./events.ts";
 import { type RunSetup, setupRun, type TrainOptions } from "./setup.ts";
+import { FixedBatchEvaluator } from "./evaluation.ts";
 import { runStep, type StepGraph } from "./step-graphs.ts";
 
 export type { TrainOptions } from "./setup.ts";
@@ -35,9 +34,6 @@ export interface TrainResult {
   statePath?: string;
   outputDir: string;
 }
-
-/** Fixed timesteps of the evaluation batch: spread over the schedule so the mean is not dominated by one t. */
-const EVAL_TIMESTEPS = [100, 300, 500, 700, 900];
 
 export async function train(config: TrainConfig, options: TrainOptions = {}): Promise<TrainResult> {
   const emit = (e: TrainEvent) => options.onEvent?.(e);
@@ -66,17 +62,11 @@ async function loop(run: RunSetup, options: TrainOptions, emit: (e: TrainEvent) 
   }
   const evalLosses: { step: number; loss: number }[] = [];
   const evalEvery = options.evalEvery ?? 0;
+  const evaluator =
+    evalEvery > 0 ? await FixedBatchEvaluator.create(run.base, config, plan, run.batchContext, run.modules) : undefined;
+  if (evaluator) run.addCleanup(() => evaluator.release());
   const evaluate = async (step: number) => {
-    const first = epochBatches(orderBuckets(plan), config.batch_size, config.seed, 0)[0];
-    const graph = await run.graphs.get(first.bucket, first.items.length);
-    let sum = 0;
-    for (const [e, t] of EVAL_TIMESTEPS.entries()) {
-      const timesteps = first.items.map((_, i) => EVAL_TIMESTEPS[(e + i) % EVAL_TIMESTEPS.length] ?? t);
-      const prepared = await prepareBatch(run.batchContext, first, -1, { timesteps, noiseKey: -1 - e });
-      const out = await runStep(graph, { ...prepared.feeds, ...scaleFeeds, lr: scalar(0) }, state, false);
-      sum += (out.loss.data as Float32Array)[0];
-    }
-    const loss = sum / EVAL_TIMESTEPS.length;
+    const loss = await (evaluator as FixedBatchEvaluator).loss(state);
     evalLosses.push({ step, loss });
     return loss;
   };

@@ -1,0 +1,104 @@
+// Bake a 3-LoRA stack into a generated ~2 GB SD1.5 checkpoint (fp16, every tensor name and shape of a real
+// SD1.5 single-file checkpoint) and compare with a plain copy of the same file, in the same run.
+// LoRAs: three random kohya-style rank-32 LoRAs on every UNet and text-encoder attention projection.
+// Run: npx tsx packages/prompt-lora/bench/bake-stack.ts   (needs ~7 GB free in os.tmpdir(); removes its files)
+import { readFileSync } from "node:fs";
+import { copyFile, mkdtemp, open, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import type { Adapter, AdapterModule } from "../src/adapters/types.ts";
+import { moduleTree } from "../src/architecture/index.ts";
+import { Rng } from "../src/math/random.ts";
+import { bakeCheckpoint } from "../src/merge/bake.ts";
+import { f32ToF16 } from "../src/safetensors/dtypes.ts";
+import type { TensorToWrite } from "../src/safetensors/types.ts";
+import { writeSafetensors } from "../src/safetensors/writer.ts";
+
+const manifest = JSON.parse(
+  readFileSync(new URL("../../../../shared/fixtures/sd15-original-keys.json", import.meta.url), "utf8"),
+) as { keys: Record<string, { shape: number[] }> };
+
+const dir = await mkdtemp(join(tmpdir(), "bake-bench-"));
+const basePath = join(dir, "sd15-synthetic-fp16.safetensors");
+const copyPath = join(dir, "copy.safetensors");
+const bakedPath = join(dir, "baked.safetensors");
+const rng = new Rng(1234);
+
+async function fsyncFile(path: string): Promise<void> {
+  const h = await open(path, "r+");
+  await h.sync();
+  await h.close();
+}
+
+try {
+  // A pool of random halves; each tensor takes a window of it (generation is not what we time).
+  const poolSize = 40_000_000;
+  const block = f32ToF16(rng.gaussianArray(1 << 20, 0.05));
+  const pool = new Uint16Array(poolSize + (1 << 20));
+  for (let o = 0; o < pool.length; o += block.length) pool.set(block.subarray(0, Math.min(block.length, pool.length - o)), o);
+  const tensors: TensorToWrite[] = Object.entries(manifest.keys).map(([name, { shape }], i) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const start = (i * 7919) % (1 << 20);
+    return { name, dtype: "F16", shape, data: () => pool.subarray(start, start + n) };
+  });
+  let t = performance.now();
+  await writeSafetensors(basePath, tensors, { format: "pt", note: "synthetic SD1.5-shaped checkpoint for a bench" });
+  const size = (await stat(basePath)).size;
+  console.log(`generated ${(size / 1e9).toFixed(2)} GB, ${tensors.length} tensors in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+
+  const targets = moduleTree("sd1").filter(
+    (m) => /attn[12]\.(to_q|to_k|to_v|to_out\.0)$/.test(m.path) || /self_attn\.(q|k|v|out)_proj$/.test(m.path),
+  );
+  const lora = (seed: number): Adapter => {
+    const r = new Rng(seed);
+    const modules: AdapterModule[] = targets.map((m) => ({
+      component: m.component,
+      path: m.path,
+      kind: "lora",
+      layer: m.layer,
+      tensors: {
+        down: { shape: [32, m.inFeatures], data: r.gaussianArray(32 * m.inFeatures, 0.02) },
+        up: { shape: [m.outFeatures, 32], data: r.gaussianArray(m.outFeatures * 32, 0.01) },
+      },
+      alpha: 16,
+    }));
+    return { source: `random-${seed}`, format: "kohya", family: "sd1", modules, metadata: {}, unknownKeys: [] };
+  };
+  const adapters = [
+    { adapter: lora(1), te: 0.8, unet: 0.7 },
+    { adapter: lora(2), te: 0.5, unet: 0.5 },
+    { adapter: lora(3), te: -0.3, unet: 0.6 },
+  ];
+  console.log(`stack: 3 LoRAs x ${targets.length} attention modules, rank 32 each (96 stacked)`);
+
+  // Warm the page cache the same way for both: one untimed read-through copy first.
+  await copyFile(basePath, copyPath);
+  await rm(copyPath);
+
+  t = performance.now();
+  await copyFile(basePath, copyPath);
+  const copyMs = performance.now() - t;
+  t = performance.now();
+  await fsyncFile(copyPath);
+  const copySyncMs = copyMs + (performance.now() - t);
+  await rm(copyPath);
+
+  t = performance.now();
+  const report = await bakeCheckpoint({ base: basePath, output: bakedPath, adapters });
+  const bakeMs = performance.now() - t; // includes fsync + rename (atomic output)
+  await rm(bakedPath);
+
+  t = performance.now();
+  await copyFile(basePath, copyPath);
+  const copyMs2 = performance.now() - t;
+
+  const copyBest = Math.min(copyMs, copyMs2);
+  console.log(`baked tensors: ${report.bakedTensors.length}, copied raw: ${report.copiedTensors}, unmatched: ${report.unmatchedModules.length}`);
+  console.log(`fs.copyFile:          ${(copyMs / 1000).toFixed(2)} s, again after bake ${(copyMs2 / 1000).toFixed(2)} s`);
+  console.log(`fs.copyFile + fsync:  ${(copySyncMs / 1000).toFixed(2)} s`);
+  console.log(`bake (incl. fsync):   ${(bakeMs / 1000).toFixed(2)} s`);
+  console.log(`ratio bake / copy: ${(bakeMs / copyBest).toFixed(2)}x   bake / (copy + fsync): ${(bakeMs / copySyncMs).toFixed(2)}x   (target <= 1.5x)`);
+} finally {
+  await rm(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,213 @@
+/**
+ * auto-label: tags every picture of a dataset folder with a WD14-style tagger and writes the captions to
+ * metadata.csv or sidecar files, adding the user's prefix/suffix tags (the "style keywords" step).
+ *
+ * Before any inference each picture's current caption is classified (manifest.ts): missing and auto-label's
+ * own captions are (re)written, a person's captions are kept unless `overwrite`; kept pictures are not even
+ * run through the model. Unreadable pictures are listed and skipped. Captions and the manifest are flushed
+ * after every batch, so an interrupted run keeps what it did. `dryRun` computes everything and writes nothing.
+ */
+import { basename, isAbsolute, join, resolve } from "node:path";
+import { discoverImages, type FoundImage } from "../dataset/discover.ts";
+import { type CaptionStore, CsvStore, SidecarStore } from "./caption-store.ts";
+import { type CaptionState, captionHash, captionState, readManifest, writeManifest } from "./manifest.ts";
+import { loadSquareRgb } from "./preprocess.ts";
+import { type TaggerOptions, WdTagger } from "./tagger.ts";
+import {
+  composeCaption,
+  DEFAULT_TAG_OPTIONS,
+  type ScoredTag,
+  selectTags,
+  splitTags,
+  type TagSelectOptions,
+} from "./tags.ts";
+
+export interface AutoLabelOptions {
+  input: string;
+  /** Tagger folder (model.onnx + selected_tags.csv). */
+  model: string;
+  format: "csv" | "txt";
+  /** The CSV to write (format csv). Default: <input>/metadata.csv. */
+  output?: string;
+  captionExtension?: string;
+  prefix?: string;
+  suffix?: string;
+  overwrite?: boolean;
+  dryRun?: boolean;
+  tags?: Partial<TagSelectOptions>;
+  tagger?: TaggerOptions;
+}
+
+export type ImageAction =
+  | "written" // no caption before
+  | "replaced" // auto-label's own earlier caption
+  | "overwritten" // a person's caption, replaced because of --overwrite
+  | "kept" // a person's caption, left alone
+  | "unchanged" // auto-label's caption, and the new one is the same
+  | "failed";
+
+export interface ImageResult {
+  image: string;
+  location: string;
+  action: ImageAction;
+  caption?: string;
+  previous?: string;
+  tags?: ScoredTag[];
+  error?: string;
+}
+
+export interface AutoLabelReport {
+  input: string;
+  target: string;
+  format: "csv" | "txt";
+  dryRun: boolean;
+  model: {
+    path: string;
+    size: number;
+    layout: string;
+    batch: number;
+    tags: number;
+    provider: string;
+    sigmoidApplied?: boolean;
+  };
+  images: ImageResult[];
+  counts: Record<ImageAction, number>;
+  skippedFiles: { path: string; reason: string }[];
+}
+
+export type AutoLabelEvent =
+  | { type: "start"; total: number; toLabel: number }
+  | { type: "progress"; done: number; total: number }
+  | { type: "warning"; message: string };
+
+const ACTIONS: ImageAction[] = ["written", "replaced", "overwritten", "kept", "unchanged", "failed"];
+
+export async function autoLabel(
+  opts: AutoLabelOptions,
+  onEvent: (e: AutoLabelEvent) => void = () => {},
+): Promise<AutoLabelReport> {
+  const input = resolve(opts.input);
+  const tagOpts: TagSelectOptions = { ...DEFAULT_TAG_OPTIONS, ...withoutUndefined(opts.tags ?? {}) };
+  const prefix = splitTags(opts.prefix);
+  const suffix = splitTags(opts.suffix);
+  const discovery = await discoverImages(input, 1);
+  const images = discovery.images;
+  const store: CaptionStore =
+    opts.format === "csv"
+      ? await CsvStore.open(resolveOutput(input, opts.output), input, images)
+      : new SidecarStore(input, opts.captionExtension ?? ".txt");
+  const manifest = await readManifest(input);
+
+  // Classify first: a person's captions are never sent through the model unless they may be replaced.
+  const results = new Map<string, ImageResult>();
+  const states = new Map<string, CaptionState>();
+  const todo: FoundImage[] = [];
+  for (const image of images) {
+    const location = store.locationKey(image);
+    const previous = await store.current(image);
+    const state = captionState(previous, manifest.captions[location]);
+    states.set(image.path, state);
+    results.set(image.path, {
+      image: image.relPath,
+      location: store.describe(image),
+      action: "kept",
+      previous,
+    });
+    if (state !== "human" || opts.overwrite) todo.push(image);
+  }
+  onEvent({ type: "start", total: images.length, toLabel: todo.length });
+
+  const tagger = await WdTagger.load(resolve(opts.model), {
+    ...opts.tagger,
+    onMessage: opts.tagger?.onMessage ?? ((message) => onEvent({ type: "warning", message })),
+  });
+  const source = `wd14-tagger:${basename(resolve(opts.model))}`;
+  try {
+    const { batch, size } = tagger.info;
+    let done = 0;
+    for (let i = 0; i < todo.length; i += batch) {
+      const group = todo.slice(i, i + batch);
+      const pixels: Uint8Array[] = [];
+      const ok: FoundImage[] = [];
+      for (const image of group) {
+        try {
+          pixels.push(await loadSquareRgb(image.path, size));
+          ok.push(image);
+        } catch (err) {
+          const r = results.get(image.path)!;
+          r.action = "failed";
+          r.error = (err as Error).message;
+          onEvent({ type: "warning", message: `skipped ${r.error}` });
+        }
+      }
+      const scores = ok.length > 0 ? await tagger.predict(pixels) : [];
+      for (const [n, image] of ok.entries()) {
+        const tags = selectTags(scores[n], tagger.info.tags, tagOpts);
+        const caption = composeCaption(
+          tags.map((t) => t.text),
+          prefix,
+          suffix,
+        );
+        const r = results.get(image.path)!;
+        r.tags = tags;
+        r.caption = caption;
+        const state = states.get(image.path)!;
+        const same = r.previous !== undefined && captionHash(r.previous) === captionHash(caption);
+        r.action =
+          state === "missing"
+            ? "written"
+            : state === "human"
+              ? "overwritten"
+              : same
+                ? "unchanged"
+                : "replaced";
+        if (opts.dryRun || r.action === "unchanged") continue;
+        await store.set(image, caption);
+        manifest.captions[store.locationKey(image)] = {
+          sha256: captionHash(caption),
+          source,
+          writtenAt: new Date().toISOString(),
+        };
+      }
+      if (!opts.dryRun) {
+        await store.flush();
+        await writeManifest(input, manifest);
+      }
+      done += group.length;
+      onEvent({ type: "progress", done, total: todo.length });
+    }
+  } finally {
+    await tagger.release();
+  }
+
+  const list = images.map((image) => results.get(image.path)!);
+  const counts = Object.fromEntries(ACTIONS.map((a) => [a, 0])) as Record<ImageAction, number>;
+  for (const r of list) counts[r.action]++;
+  return {
+    input,
+    target: store instanceof CsvStore ? store.csvPath : `sidecar files (${opts.captionExtension ?? ".txt"})`,
+    format: opts.format,
+    dryRun: opts.dryRun ?? false,
+    model: {
+      path: tagger.info.modelPath,
+      size: tagger.info.size,
+      layout: tagger.info.layout,
+      batch: tagger.info.batch,
+      tags: tagger.info.tags.length,
+      provider: tagger.info.provider,
+      sigmoidApplied: tagger.appliesSigmoid,
+    },
+    images: list,
+    counts,
+    skippedFiles: discovery.skipped,
+  };
+}
+
+function resolveOutput(input: string, output: string | undefined): string {
+  if (output === undefined) return join(input, "metadata.csv");
+  return isAbsolute(output) ? output : resolve(output);
+}
+
+function withoutUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

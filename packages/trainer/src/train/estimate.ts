@@ -1,0 +1,106 @@
+/**
+ * Time and memory of one optimizer step, for `--dry-run`: the step graph of the largest bucket is built and run
+ * a few times on the real model with synthetic inputs (zeros latents, random noise-like values); the median
+ * step time and the process's peak RSS are reported. Without measuring (`measure: false`, or when the run
+ * fails), memory is bounded from the graph: weights plus every intermediate tensor (an upper bound: ORT frees
+ * and reuses buffers).
+ */
+import { DTYPE_BYTES, type Graph, numel } from "../../../engine/src/graph/ir.ts";
+import { initialTrainState } from "../../../engine/src/optim/train-step.ts";
+import type { HostTensor } from "../../../engine/src/runtime/tensor.ts";
+import { kohyaLoraInit } from "../../../engine/src/training/lora-init.ts";
+import type { TrainConfig } from "../config/schema.ts";
+import type { DataPlan } from "../dataset/plan.ts";
+import { openBaseModel } from "./base-model.ts";
+import { optimizerConfig, sessionOptions } from "./setup.ts";
+import { runStep, StepGraphs } from "./step-graphs.ts";
+import { unetLoraRanks } from "./targets.ts";
+
+export interface StepEstimate {
+  secondsPerStep?: number;
+  memoryBytes: number;
+  /** "measured": timed steps and peak RSS; "graph bound": sizes from the graph only. */
+  method: "measured" | "graph bound";
+  bucket: [number, number];
+  note?: string;
+}
+
+export function graphMemoryBound(graph: Graph): number {
+  let bytes = 0;
+  for (const v of graph.initializers) bytes += numel(v.shape) * DTYPE_BYTES[v.dtype];
+  for (const n of graph.nodes) for (const o of n.outputs) bytes += numel(o.shape) * DTYPE_BYTES[o.dtype];
+  return bytes;
+}
+
+export async function estimateStep(
+  config: TrainConfig,
+  plan: DataPlan,
+  o: { measure?: boolean; steps?: number; tokenizerDir?: string } = {},
+): Promise<StepEstimate> {
+  const largest = [...plan.buckets].sort((a, b) => b.bucket[0] * b.bucket[1] - a.bucket[0] * a.bucket[1])[0];
+  const bucket = largest.bucket;
+  const base = await openBaseModel(config.base_model, { tokenizerDir: o.tokenizerDir });
+  const graphs = new StepGraphs(base, {
+    ranks: unetLoraRanks(base.architecture.modules, config),
+    optimizer: optimizerConfig(config),
+    maxGradNorm: 1,
+    accumulationSteps: config.gradient_accumulation_steps,
+    gradientCheckpointing: config.gradient_checkpointing,
+    session: sessionOptions(config, () => {}),
+    worker: false,
+  });
+  try {
+    const g = await graphs.get(bucket, config.batch_size);
+    const bound = graphMemoryBound(g.info.graph);
+    if (o.measure === false) return { memoryBytes: bound, method: "graph bound", bucket };
+    const state = initialTrainState(g.info.step, kohyaLoraInit(g.info.modules, config.seed));
+    const feeds: Record<string, HostTensor> = { lr: f32([], Float32Array.of(1e-4)) };
+    for (const name of g.session.inputNames) {
+      if (name.startsWith("state_in.") || name === "lr") continue;
+      if (name.endsWith(".scale")) feeds[name] = f32([], Float32Array.of(1));
+    }
+    const f = base.vaeFactor;
+    const [n, c, h, w] = [config.batch_size, base.checkpoint.unet.in_channels, bucket[1] / f, bucket[0] / f];
+    const ctx = base.checkpoint.unet.cross_attention_dim;
+    feeds.sample = f32([n, c, h, w], pseudoRandom(n * c * h * w));
+    feeds.target = f32([n, c, h, w], pseudoRandom(n * c * h * w));
+    feeds.timestep = f32([n], new Float32Array(n).fill(500));
+    feeds.encoder_hidden_states = f32([n, 77, ctx], pseudoRandom(n * 77 * ctx));
+    feeds.loss_weight = f32([n], new Float32Array(n).fill(1));
+    const times: number[] = [];
+    for (let i = 0; i < (o.steps ?? 3); i++) {
+      const t0 = performance.now();
+      await runStep(g, feeds, state, true);
+      times.push((performance.now() - t0) / 1000);
+    }
+    const steady = times.length > 1 ? times.slice(1) : times;
+    steady.sort((a, b) => a - b);
+    const perMicro = steady[Math.floor(steady.length / 2)];
+    return {
+      secondsPerStep: perMicro * config.gradient_accumulation_steps,
+      memoryBytes: process.resourceUsage().maxRSS * 1024,
+      method: "measured",
+      bucket,
+    };
+  } finally {
+    await graphs.release();
+    await base.checkpoint.close();
+  }
+}
+
+function f32(shape: number[], data: Float32Array): HostTensor {
+  return { dtype: "float32", shape, data };
+}
+
+/** Deterministic values in [-1, 1) (a measurement needs plausible magnitudes, not a particular sample). */
+function pseudoRandom(n: number): Float32Array {
+  const out = new Float32Array(n);
+  let x = 0x9e3779b9;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = ((x >>> 0) / 4294967296) * 2 - 1;
+  }
+  return out;
+}
