@@ -36,19 +36,26 @@ try {
   const poolSize = 40_000_000;
   const block = f32ToF16(rng.gaussianArray(1 << 20, 0.05));
   const pool = new Uint16Array(poolSize + (1 << 20));
-  for (let o = 0; o < pool.length; o += block.length) pool.set(block.subarray(0, Math.min(block.length, pool.length - o)), o);
+  for (let o = 0; o < pool.length; o += block.length)
+    pool.set(block.subarray(0, Math.min(block.length, pool.length - o)), o);
   const tensors: TensorToWrite[] = Object.entries(manifest.keys).map(([name, { shape }], i) => {
     const n = shape.reduce((a, b) => a * b, 1);
     const start = (i * 7919) % (1 << 20);
     return { name, dtype: "F16", shape, data: () => pool.subarray(start, start + n) };
   });
   let t = performance.now();
-  await writeSafetensors(basePath, tensors, { format: "pt", note: "synthetic SD1.5-shaped checkpoint for a bench" });
+  await writeSafetensors(basePath, tensors, {
+    format: "pt",
+    note: "synthetic SD1.5-shaped checkpoint for a bench",
+  });
   const size = (await stat(basePath)).size;
-  console.log(`generated ${(size / 1e9).toFixed(2)} GB, ${tensors.length} tensors in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  console.log(
+    `generated ${(size / 1e9).toFixed(2)} GB, ${tensors.length} tensors in ${((performance.now() - t) / 1000).toFixed(1)} s`,
+  );
 
   const targets = moduleTree("sd1").filter(
-    (m) => /attn[12]\.(to_q|to_k|to_v|to_out\.0)$/.test(m.path) || /self_attn\.(q|k|v|out)_proj$/.test(m.path),
+    (m) =>
+      /attn[12]\.(to_q|to_k|to_v|to_out\.0)$/.test(m.path) || /self_attn\.(q|k|v|out)_proj$/.test(m.path),
   );
   const lora = (seed: number): Adapter => {
     const r = new Rng(seed);
@@ -63,7 +70,14 @@ try {
       },
       alpha: 16,
     }));
-    return { source: `random-${seed}`, format: "kohya", family: "sd1", modules, metadata: {}, unknownKeys: [] };
+    return {
+      source: `random-${seed}`,
+      format: "kohya",
+      family: "sd1",
+      modules,
+      metadata: {},
+      unknownKeys: [],
+    };
   };
   const adapters = [
     { adapter: lora(1), te: 0.8, unet: 0.7 },
@@ -94,11 +108,17 @@ try {
   const copyMs2 = performance.now() - t;
 
   const copyBest = Math.min(copyMs, copyMs2);
-  console.log(`baked tensors: ${report.bakedTensors.length}, copied raw: ${report.copiedTensors}, unmatched: ${report.unmatchedModules.length}`);
-  console.log(`fs.copyFile:          ${(copyMs / 1000).toFixed(2)} s, again after bake ${(copyMs2 / 1000).toFixed(2)} s`);
+  console.log(
+    `baked tensors: ${report.bakedTensors.length}, copied raw: ${report.copiedTensors}, unmatched: ${report.unmatchedModules.length}`,
+  );
+  console.log(
+    `fs.copyFile:          ${(copyMs / 1000).toFixed(2)} s, again after bake ${(copyMs2 / 1000).toFixed(2)} s`,
+  );
   console.log(`fs.copyFile + fsync:  ${(copySyncMs / 1000).toFixed(2)} s`);
   console.log(`bake (incl. fsync):   ${(bakeMs / 1000).toFixed(2)} s`);
-  console.log(`ratio bake / copy: ${(bakeMs / copyBest).toFixed(2)}x   bake / (copy + fsync): ${(bakeMs / copySyncMs).toFixed(2)}x   (target <= 1.5x)`);
+  console.log(
+    `ratio bake / copy: ${(bakeMs / copyBest).toFixed(2)}x   bake / (copy + fsync): ${(bakeMs / copySyncMs).toFixed(2)}x   (target <= 1.5x)`,
+  );
 } finally {
   await rm(dir, { recursive: true, force: true });
 }

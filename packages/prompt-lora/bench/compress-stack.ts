@@ -25,8 +25,14 @@ function lora(seed: number): Adapter {
       kind: "lora",
       layer: m.layer,
       tensors: {
-        down: { shape: conv ? [rank, m.inFeatures, 1, 1] : [rank, m.inFeatures], data: r.gaussianArray(rank * m.inFeatures, 0.02) },
-        up: { shape: conv ? [m.outFeatures, rank, 1, 1] : [m.outFeatures, rank], data: r.gaussianArray(m.outFeatures * rank, 0.01) },
+        down: {
+          shape: conv ? [rank, m.inFeatures, 1, 1] : [rank, m.inFeatures],
+          data: r.gaussianArray(rank * m.inFeatures, 0.02),
+        },
+        up: {
+          shape: conv ? [m.outFeatures, rank, 1, 1] : [m.outFeatures, rank],
+          data: r.gaussianArray(m.outFeatures * rank, 0.01),
+        },
       },
       alpha: 32,
     };
@@ -54,6 +60,8 @@ const compressMs = performance.now() - t;
 const compressCpu = cpuSeconds(cpu);
 console.log(`stack (exact, rank 320): ${(stackMs / 1000).toFixed(2)} s wall, ${stackCpu} s CPU`);
 console.log(`compress to rank ${rank}:   ${(compressMs / 1000).toFixed(2)} s wall, ${compressCpu} s CPU`);
-console.log(`total: ${((stackMs + compressMs) / 1000).toFixed(2)} s (target < 10 s); total relative Frobenius error ${report.totalRelativeError.toFixed(4)}`);
+console.log(
+  `total: ${((stackMs + compressMs) / 1000).toFixed(2)} s (target < 10 s); total relative Frobenius error ${report.totalRelativeError.toFixed(4)}`,
+);
 const worst = report.modules.reduce((a, b) => (b.relativeError > a.relativeError ? b : a));
 console.log(`worst module: ${worst.component}:${worst.path} ${worst.relativeError.toFixed(4)}`);

@@ -98,7 +98,12 @@ function sumDeltas(...maps: Map<string, Float64Array>[]): Map<string, Float64Arr
 }
 
 /** Checks every baked tensor against W + delta and every other tensor for byte identity; returns #baked. */
-function checkBaked(base: Raw, baked: Raw, expected: Map<string, Float64Array>, keyOf: (kohya: string) => string): number {
+function checkBaked(
+  base: Raw,
+  baked: Raw,
+  expected: Map<string, Float64Array>,
+  keyOf: (kohya: string) => string,
+): number {
   assert.deepEqual(baked.keys, base.keys, "same tensors, same order");
   const targeted = new Map([...expected].map(([k, d]) => [keyOf(k), d]));
   for (const key of base.keys) {
@@ -114,7 +119,10 @@ function checkBaked(base: Raw, baked: Raw, expected: Map<string, Float64Array>, 
     assert.equal(w.length, d.length, `${key} delta size`);
     for (let i = 0; i < w.length; i++) {
       const want = w[i] + d[i];
-      assert.ok(Math.abs(wb[i] - want) <= 1e-6 * Math.max(1, Math.abs(want)), `${key}[${i}]: ${wb[i]} vs ${want}`);
+      assert.ok(
+        Math.abs(wb[i] - want) <= 1e-6 * Math.max(1, Math.abs(want)),
+        `${key}[${i}]: ${wb[i]} vs ${want}`,
+      );
     }
   }
   return targeted.size;
@@ -163,17 +171,25 @@ test("bake (diffusers folder): a two-LoRA stack with its own multipliers; other 
   const base = readRawFile(join(DIFFUSERS, unetFile));
   const baked = readRawFile(join(out, unetFile));
   const expected = sumDeltas(loraDeltas(LORA, 0.6), loraDeltas(LORA_ALPHA1, -1.5));
-  assert.equal(checkBaked(base, baked, expected, (k) => targets.get(k)!.diffusers), 88);
+  assert.equal(
+    checkBaked(base, baked, expected, (k) => targets.get(k)!.diffusers),
+    88,
+  );
   assert.deepEqual(baked.header.__metadata__, base.header.__metadata__, "metadata kept");
-  await assert.rejects(bakeCheckpoint({ base: DIFFUSERS, output: out, adapters: entries }), { code: "OUTPUT_EXISTS" });
+  await assert.rejects(bakeCheckpoint({ base: DIFFUSERS, output: out, adapters: entries }), {
+    code: "OUTPUT_EXISTS",
+  });
 });
 
 test("bake refuses to write over its base", async () => {
   const adapter = await readAdapter(LORA);
-  await assert.rejects(bakeCheckpoint({ base: BASE, output: BASE, adapters: [{ adapter }], overwrite: true }), {
-    name: "MergeError",
-    code: "OUTPUT_IS_BASE",
-  });
+  await assert.rejects(
+    bakeCheckpoint({ base: BASE, output: BASE, adapters: [{ adapter }], overwrite: true }),
+    {
+      name: "MergeError",
+      code: "OUTPUT_IS_BASE",
+    },
+  );
 });
 
 test("extract(base, baked, rank 4) recovers the LoRA's delta", async () => {

@@ -111,7 +111,10 @@ test("compression to lower ranks leaves exactly the tail singular energy (Eckart
     assert.deepEqual(m.tensors.up.shape, [40, r]);
     const tail = Math.hypot(...s.slice(r));
     const direct = frob(moduleDelta(m).data, delta);
-    assert.ok(Math.abs(direct - tail) < 1e-4 * total, `r=${r}: ||delta - delta_r|| = ${direct}, tail = ${tail}`);
+    assert.ok(
+      Math.abs(direct - tail) < 1e-4 * total,
+      `r=${r}: ||delta - delta_r|| = ${direct}, tail = ${tail}`,
+    );
     assert.ok(Math.abs(report.modules[0].relativeError - tail / total) < 1e-4, `r=${r}: reported error`);
     assert.ok(Math.abs(report.totalRelativeError - tail / total) < 1e-4, `r=${r}: total error`);
   }
@@ -179,7 +182,10 @@ test("full / LoHa modules are compressed from their delta by randomized SVD", ()
   assert.ok(report.modules[0].relativeError < 1e-5, `reported ${report.modules[0].relativeError}`);
   const low = compressAdapter(adapterOf([loha], "loha"), 2);
   const direct = frob(moduleDelta(low.adapter.modules[0]).data, delta) / frob(delta);
-  assert.ok(Math.abs(low.report.modules[0].relativeError - direct) < 1e-4, `${low.report.modules[0].relativeError} vs ${direct}`);
+  assert.ok(
+    Math.abs(low.report.modules[0].relativeError - direct) < 1e-4,
+    `${low.report.modules[0].relativeError} vs ${direct}`,
+  );
 });
 
 test("compressAdapter reports progress per module and rejects bad ranks", () => {

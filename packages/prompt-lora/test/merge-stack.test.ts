@@ -8,10 +8,21 @@ import { stackAdapters } from "../src/merge/stack.ts";
 const rng = new Rng(2024);
 const randn = (shape: number[], std = 0.1): Tensor => ({
   shape,
-  data: rng.gaussianArray(shape.reduce((a, b) => a * b, 1), std),
+  data: rng.gaussianArray(
+    shape.reduce((a, b) => a * b, 1),
+    std,
+  ),
 });
 
-function lora(component: AdapterModule["component"], path: string, out: number, inn: number, r: number, alpha?: number, kernel = 1): AdapterModule {
+function lora(
+  component: AdapterModule["component"],
+  path: string,
+  out: number,
+  inn: number,
+  r: number,
+  alpha?: number,
+  kernel = 1,
+): AdapterModule {
   const conv = kernel > 1;
   return {
     component,
@@ -50,7 +61,10 @@ function assertClose(actual: Float32Array, expected: Float64Array, what: string)
   let scale = 0;
   for (const v of expected) scale = Math.max(scale, Math.abs(v));
   for (let i = 0; i < actual.length; i++) {
-    assert.ok(Math.abs(actual[i] - expected[i]) <= 1e-6 * Math.max(scale, 1e-3), `${what}[${i}]: ${actual[i]} vs ${expected[i]}`);
+    assert.ok(
+      Math.abs(actual[i] - expected[i]) <= 1e-6 * Math.max(scale, 1e-3),
+      `${what}[${i}]: ${actual[i]} vs ${expected[i]}`,
+    );
   }
 }
 
@@ -97,8 +111,15 @@ test("stacked delta equals the weighted sum of deltas (te/unet multipliers, nega
 test("unet multiplier defaults to te; multiplier 0 contributes nothing", () => {
   const a = adapter([lora("unet", "mid_block.attentions.0.proj_out", 10, 10, 2, 1)], "a");
   const b = adapter([lora("unet", "mid_block.attentions.0.proj_out", 10, 10, 3, 3)], "b");
-  const stacked = stackAdapters([{ adapter: a, te: 0.5 }, { adapter: b, te: 0 }]);
-  assertClose(moduleDelta(stacked.modules[0]).data, Float64Array.from(moduleDelta(a.modules[0], 0.5).data), "te default");
+  const stacked = stackAdapters([
+    { adapter: a, te: 0.5 },
+    { adapter: b, te: 0 },
+  ]);
+  assertClose(
+    moduleDelta(stacked.modules[0]).data,
+    Float64Array.from(moduleDelta(a.modules[0], 0.5).data),
+    "te default",
+  );
 });
 
 test("LoHa and LoKr contributions turn the module into an exact full delta", () => {
@@ -108,7 +129,12 @@ test("LoHa and LoKr contributions turn the module into an exact full delta", () 
     path,
     kind: "loha",
     layer: "linear",
-    tensors: { hada_w1_a: randn([6, 3]), hada_w1_b: randn([3, 9]), hada_w2_a: randn([6, 3]), hada_w2_b: randn([3, 9]) },
+    tensors: {
+      hada_w1_a: randn([6, 3]),
+      hada_w1_b: randn([3, 9]),
+      hada_w2_a: randn([6, 3]),
+      hada_w2_b: randn([3, 9]),
+    },
     alpha: 1.5,
   };
   const lokr: AdapterModule = {
@@ -149,7 +175,10 @@ test("dyn keeps the first ranks of an adapter, at its file scale", () => {
 test("stacking rejects DoRA modules and mismatched shapes with typed errors", () => {
   const d = lora("unet", "x.to_q", 4, 4, 2);
   d.doraScale = randn([4, 1]);
-  assert.throws(() => stackAdapters([{ adapter: adapter([d], "dora") }]), { name: "MergeError", code: "NEEDS_BASE_WEIGHT" });
+  assert.throws(() => stackAdapters([{ adapter: adapter([d], "dora") }]), {
+    name: "MergeError",
+    code: "NEEDS_BASE_WEIGHT",
+  });
   const a = lora("unet", "x.to_k", 4, 4, 2);
   const b = lora("unet", "x.to_k", 4, 5, 2);
   assert.throws(() => stackAdapters([{ adapter: adapter([a], "a") }, { adapter: adapter([b], "b") }]), {

@@ -103,6 +103,19 @@ test("never overwrites a person's caption: edits survive re-runs, --overwrite re
   assert.equal(captions.get("blue.png"), BLUE);
 });
 
+test("CSV mode: a hand-written sidecar the trainer would read is not hidden by a new row", async () => {
+  const { dir, model } = await dataset();
+  // Headerless CSV with CRLF and no final line end; blue.png has no row but a hand-written .txt.
+  await writeFile(join(dir, "metadata.csv"), 'old.png,"x, y"\r\nred.png,');
+  await writeFile(join(dir, "blue.txt"), "hand written sidecar");
+  const report = await run(dir, model);
+  assert.equal(report.counts.kept, 1);
+  assert.equal(report.counts.written, 2, "red.png's empty caption and red2.png are written");
+  const text = await readFile(join(dir, "metadata.csv"), "utf8");
+  assert.equal(text, `old.png,"x, y"\r\nred.png,"${RED}"\r\n10_style/red2.png,"${RED}"\r\n`);
+  assert.equal((await csvCaptions(dir)).get("blue.png"), "hand written sidecar");
+});
+
 test("--dry-run computes the captions and writes nothing", async () => {
   const { dir, model } = await dataset();
   const report = await run(dir, model, { dryRun: true });

@@ -18,6 +18,12 @@ export interface WeightSource {
    * misshapen). Marks the stored tensor as used.
    */
   tensor(key: string, expected: readonly number[]): TensorSource;
+  /**
+   * Full fine-tuning: when present and returning a name, the parameter becomes a float32 graph INPUT of that
+   * name (e.g. "state_in.<key>", the training-state convention of optim/appendTrainStep) instead of an
+   * initializer, so the optimizer can update it. `tensor` is not called for such parameters.
+   */
+  graphInput?(key: string, expected: readonly number[]): string | undefined;
 }
 
 /** Which modules of a component carry a LoRA, with their rank. Paths are diffusers module paths. */
@@ -58,6 +64,8 @@ export class ModuleContext {
   /** A parameter of the current module; 16-bit floats (fp16/bf16 checkpoints) are cast to float32 in the graph. */
   param(name: string, shape: readonly number[]): Value {
     const key = this.path === "" ? name : `${this.path}.${name}`;
+    const inputName = this.weights.graphInput?.(key, shape);
+    if (inputName !== undefined) return this.b.input(inputName, "float32", shape);
     const src = this.weights.tensor(key, shape);
     if (src.shape.length !== shape.length || src.shape.some((d, i) => d !== shape[i])) {
       throw new ModelBuildError(key, `expected shape ${formatShape(shape)}, got ${formatShape(src.shape)}`);
@@ -90,6 +98,28 @@ export function memoryWeights(
       const t = tensors.get(key);
       if (!t) throw new ModelBuildError(key, `missing tensor (expected ${formatShape(expected)})`);
       return { dtype: t.data instanceof Float64Array ? "float64" : "float32", shape: t.shape, data: t.data };
+    },
+  };
+}
+
+/**
+ * A WeightSource whose parameters are all graph inputs named `${prefix}${key}` (full fine-tuning: every weight is
+ * training state). `shapes` records each key and shape the model asked for, in build order, so a caller can
+ * initialise or feed them; a key asked for twice with different shapes is an error.
+ */
+export function graphInputWeights(prefix = "state_in."): WeightSource & { shapes: Map<string, number[]> } {
+  const shapes = new Map<string, number[]>();
+  return {
+    shapes,
+    graphInput(key, expected) {
+      const seen = shapes.get(key);
+      if (seen && (seen.length !== expected.length || seen.some((d, i) => d !== expected[i])))
+        throw new ModelBuildError(key, `asked for as ${formatShape(expected)} and as ${formatShape(seen)}`);
+      shapes.set(key, [...expected]);
+      return `${prefix}${key}`;
+    },
+    tensor(key) {
+      throw new ModelBuildError(key, "graphInputWeights provides graph inputs only");
     },
   };
 }

@@ -33,6 +33,8 @@ export interface Txt2ImgOptions {
   /** Unit-variance initial noise [batch, 4, h, w] instead of the seed's (ancestral noise still from seed). */
   initLatents?: Float32Array;
   emphasis?: EmphasisMode;
+  /** false: stop at the final latents (diffusers' output_type="latent"); images/decoded are then empty. */
+  decode?: boolean;
   /** Called after each sampler step with the latents (diffusers' callback view). */
   onStep?: (index: number, total: number, latents: Float32Array) => void | Promise<void>;
 }
@@ -235,7 +237,10 @@ export class Txt2ImgPipeline {
       onStep: (i, l) => o.onStep?.(i, total, l),
     });
     const t2 = performance.now();
-    const { decoded, images } = await this.decode(latents, batch, h, w);
+    const { decoded, images } =
+      o.decode === false
+        ? { decoded: new Float32Array(0), images: new Float32Array(0) }
+        : await this.decode(latents, batch, h, w);
     return {
       images,
       decoded,

@@ -1,18 +1,18 @@
 /**
  * Bake a stack of adapters into a base checkpoint: W' = W + sum of deltas, written as a new checkpoint.
  *
- * Streaming: the base is read tensor by tensor (openSafetensors, positional reads) and written tensor by tensor
- * (writeSafetensors with lazy data), so one or two tensors are in memory at a time whatever the checkpoint size.
- * Untargeted tensors are copied as raw bytes (no decode), with the next one read ahead while the current one is
- * written. Targeted ones are decoded to float32, get their delta (computed in float32 from the stacked factors
- * on the SIMD kernel), and are re-encoded in their own dtype. The `__metadata__` is kept.
+ * Streaming, copy-then-patch: every tensor keeps its dtype and shape, so the output has the base's header and
+ * layout byte for byte (`__metadata__` included). The file is copied by the kernel (untargeted tensors never
+ * decoded, never through JS), and each targeted tensor is read from the base (positional reads), decoded to
+ * float32, given its delta (computed in float32 from the stacked factors on the SIMD kernel), re-encoded in its
+ * own dtype and written at its own offset: one tensor decoded at a time, whatever the checkpoint size.
  *
  * Layouts: "original" (single file, keys from architecture/originalCheckpointTarget, fused OpenCLIP in_proj rows
  * included) or "diffusers" (a folder: each component's safetensors file is baked, every other file copied).
  * Output is atomic (temp file or folder, then rename); the base is never written, and output == base is refused.
  */
 import { randomBytes } from "node:crypto";
-import { copyFile, mkdir, readdir, realpath, rename, rm, stat } from "node:fs/promises";
+import { chmod, copyFile, mkdir, open, readdir, realpath, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { moduleDelta } from "../adapters/delta.ts";
 import type { AdapterModule, ModelFamily } from "../adapters/types.ts";
@@ -25,7 +25,8 @@ import {
   type SafetensorsFile,
   writeSafetensors,
 } from "../safetensors/index.ts";
-import type { TensorInfo, TensorToWrite } from "../safetensors/types.ts";
+import type { TensorInfo } from "../safetensors/types.ts";
+import { withAtomicPath } from "../util/atomic.ts";
 import { MergeError } from "./errors.ts";
 import { multiplierFor, stackAdapters } from "./stack.ts";
 import type { ProgressCallback, StackEntry } from "./types.ts";
@@ -189,7 +190,16 @@ function totalBytes(file: SafetensorsFile): number {
   return n;
 }
 
-/** Streams `file` to `output`, adding the patches of targeted tensors; raw copy with read-ahead for the rest. */
+/** Patched tensors computed while the kernel copies the file wait in memory up to this many bytes. */
+const PENDING_BYTES = 256 << 20;
+
+/**
+ * Writes `file` plus patches to `output`. A bake keeps every tensor's dtype and shape, so the output has the
+ * base's exact header and layout: the file is copied by the kernel (fs.copyFile: copy_file_range, or a reflink
+ * where the filesystem has them), no byte of an untargeted tensor passes through JS, and each targeted tensor is
+ * then overwritten in place at its own offset. Patched tensors are computed while the copy runs (bounded by
+ * PENDING_BYTES), one tensor decoded at a time. Temp file + fsync + rename via withAtomicPath.
+ */
 async function bakeFile(
   file: SafetensorsFile,
   output: string,
@@ -197,42 +207,56 @@ async function bakeFile(
   report: BakeReport,
   progress: (doneBytes: number, label: string) => void,
 ): Promise<void> {
-  const infos = [...file.tensors.values()];
-  const ahead = new Map<number, Promise<Buffer>>();
-  const rawAt = (i: number): Promise<Buffer> => {
-    let p = ahead.get(i);
-    if (!p) p = file.readRaw(infos[i].name);
-    ahead.delete(i);
-    return p;
-  };
-  let done = 0;
-  const tensors: TensorToWrite[] = infos.map((info, i) => ({
-    name: info.name,
-    dtype: info.dtype,
-    shape: info.shape,
-    data: async () => {
-      const next = i + 1;
-      if (next < infos.length && !patches.has(infos[next].name) && !ahead.has(next)) {
-        const p = file.readRaw(infos[next].name);
-        p.catch(() => {}); // surfaced when awaited
-        ahead.set(next, p);
-      }
-      const list = patches.get(info.name);
-      let bytes: Uint8Array;
-      if (list) {
-        bytes = await patchedTensor(file, info, list);
+  const targeted = [...file.tensors.values()].filter((info) => patches.has(info.name));
+  const untargetedBytes = totalBytes(file) - targeted.reduce((n, t) => n + t.byteLength, 0);
+  const mode = (await stat(file.path)).mode & 0o777;
+  await withAtomicPath(output, async (tmp) => {
+    let copied = false;
+    const copy = copyFile(file.path, tmp).then(() => {
+      copied = true;
+    });
+    copy.catch(() => {}); // surfaced by the await below
+    const pending: { info: TensorInfo; bytes: Uint8Array }[] = [];
+    let pendingBytes = 0;
+    let next = 0;
+    while (next < targeted.length && !copied && pendingBytes + targeted[next].byteLength <= PENDING_BYTES) {
+      const info = targeted[next++];
+      pending.push({ info, bytes: await patchedTensor(file, info, patches.get(info.name)!) });
+      pendingBytes += info.byteLength;
+    }
+    await copy;
+    await chmod(tmp, mode | 0o200); // the base may be read-only; the copy must take our writes
+    report.copiedTensors += file.tensors.size - targeted.length;
+    let done = untargetedBytes;
+    progress(done, "copy");
+    const handle = await open(tmp, "r+");
+    try {
+      const put = async (info: TensorInfo, bytes: Uint8Array) => {
+        if (bytes.byteLength !== info.byteLength) {
+          throw new MergeError(
+            "SHAPE_MISMATCH",
+            `patched tensor has ${bytes.byteLength} bytes, expected ${info.byteLength}`,
+            info.name,
+            file.path,
+          );
+        }
+        for (let at = 0; at < bytes.byteLength; ) {
+          const { bytesWritten } = await handle.write(bytes, at, bytes.byteLength - at, info.fileOffset + at);
+          at += bytesWritten;
+        }
         report.bakedTensors.push(info.name);
-      } else {
-        bytes = await rawAt(i);
-        report.copiedTensors++;
+        done += info.byteLength;
+        progress(done, info.name);
+      };
+      for (const p of pending.splice(0)) await put(p.info, p.bytes);
+      for (; next < targeted.length; next++) {
+        const info = targeted[next];
+        await put(info, await patchedTensor(file, info, patches.get(info.name)!));
       }
-      done += info.byteLength;
-      progress(done, info.name);
-      return bytes;
-    },
-  }));
-  // A base without metadata gets none (rather than an empty __metadata__ entry).
-  await writeSafetensors(output, tensors, Object.keys(file.metadata).length > 0 ? file.metadata : undefined);
+    } finally {
+      await handle.close();
+    }
+  });
 }
 
 async function patchedTensor(file: SafetensorsFile, info: TensorInfo, list: Patch[]): Promise<Uint8Array> {

@@ -24,7 +24,12 @@ export async function loadSquareRgb(path: string, size: number): Promise<Uint8Ar
       .removeAlpha()
       .raw()
       .toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3 || info.width !== size || info.height !== size || data.length !== size * size * 3) {
+    if (
+      info.channels !== 3 ||
+      info.width !== size ||
+      info.height !== size ||
+      data.length !== size * size * 3
+    ) {
       throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${size}x${size}x3`);
     }
     return new Uint8Array(data.buffer, data.byteOffset, data.length);

@@ -4,7 +4,8 @@
  *
  * Before any inference each picture's current caption is classified (manifest.ts): missing and auto-label's
  * own captions are (re)written, a person's captions are kept unless `overwrite`; kept pictures are not even
- * run through the model. Unreadable pictures are listed and skipped. Captions and the manifest are flushed
+ * run through the model. In CSV mode a picture without a row is judged by its sidecar (captionExtension), since
+ * that is what the trainer reads for it and a new row would hide it. Unreadable pictures are listed and skipped. Captions and the manifest are flushed
  * after every batch, so an interrupted run keeps what it did. `dryRun` computes everything and writes nothing.
  */
 import { basename, isAbsolute, join, resolve } from "node:path";
@@ -92,10 +93,9 @@ export async function autoLabel(
   const suffix = splitTags(opts.suffix);
   const discovery = await discoverImages(input, 1);
   const images = discovery.images;
+  const sidecars = new SidecarStore(input, opts.captionExtension ?? ".txt");
   const store: CaptionStore =
-    opts.format === "csv"
-      ? await CsvStore.open(resolveOutput(input, opts.output), input, images)
-      : new SidecarStore(input, opts.captionExtension ?? ".txt");
+    opts.format === "csv" ? await CsvStore.open(resolveOutput(input, opts.output), input, images) : sidecars;
   const manifest = await readManifest(input);
 
   // Classify first: a person's captions are never sent through the model unless they may be replaced.
@@ -103,8 +103,14 @@ export async function autoLabel(
   const states = new Map<string, CaptionState>();
   const todo: FoundImage[] = [];
   for (const image of images) {
-    const location = store.locationKey(image);
-    const previous = await store.current(image);
+    let location = store.locationKey(image);
+    let previous = await store.current(image);
+    // The trainer reads a sidecar for pictures the CSV does not list; a CSV row would hide it, so in CSV
+    // mode that sidecar is the picture's current caption.
+    if (previous === undefined && sidecars !== store) {
+      location = sidecars.locationKey(image);
+      previous = await sidecars.current(image);
+    }
     const state = captionState(previous, manifest.captions[location]);
     states.set(image.path, state);
     results.set(image.path, {

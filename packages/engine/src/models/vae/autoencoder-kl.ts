@@ -111,6 +111,26 @@ export function vaeScaleFactor(cfg: VaeConfig): number {
   return 2 ** (cfg.block_out_channels.length - 1);
 }
 
+/**
+ * Encoder + quant_conv on an existing context: (mean, logvar) with logvar NOT clamped (the graph builders clamp;
+ * an autoencoder training graph uses this directly, since it differentiates through it).
+ */
+export function vaeEncodeMoments(ctx: ModuleContext, x: Value, cfg: VaeConfig): { mean: Value; logvar: Value } {
+  const b = ctx.b;
+  const enc = b.scope("encoder", () => encoder(ctx, x, cfg));
+  const lc = 2 * cfg.latent_channels;
+  const moments = b.scope("quant_conv", () => conv2d(ctx, enc, lc, lc, { kernel: 1 }));
+  const [mean, logvar] = split(moments, 1, [cfg.latent_channels, cfg.latent_channels]);
+  return { mean, logvar };
+}
+
+/** post_quant_conv + decoder on an existing context: unscaled latents -> image (raw decoder output). */
+export function vaeDecodeLatents(ctx: ModuleContext, z: Value, cfg: VaeConfig): Value {
+  const lc = cfg.latent_channels;
+  const q = ctx.b.scope("post_quant_conv", () => conv2d(ctx, z, lc, lc, { kernel: 1 }));
+  return ctx.b.scope("decoder", () => decoder(ctx, q, cfg));
+}
+
 export interface VaeGraphOptions {
   batch: number;
   /** Image height/width (encoder) or latent height/width (decoder). */
@@ -123,10 +143,7 @@ export function buildVaeEncoderGraph(cfg: VaeConfig, weights: WeightSource, o: V
   const b = new GraphBuilder("vae_encoder");
   const ctx = new ModuleContext(b, weights, o.lora);
   const x = b.input("sample", "float32", [o.batch, cfg.in_channels, o.height, o.width]);
-  const enc = b.scope("encoder", () => encoder(ctx, x, cfg));
-  const lc = 2 * cfg.latent_channels;
-  const moments = b.scope("quant_conv", () => conv2d(ctx, enc, lc, lc, { kernel: 1 }));
-  const [mean, logvar] = split(moments, 1, [cfg.latent_channels, cfg.latent_channels]);
+  const { mean, logvar } = vaeEncodeMoments(ctx, x, cfg);
   const clamped = min(max(logvar, b.constant(-30)), b.constant(20));
   b.output(mean, "mean");
   b.output(clamped, "logvar");
@@ -137,9 +154,6 @@ export function buildVaeDecoderGraph(cfg: VaeConfig, weights: WeightSource, o: V
   const b = new GraphBuilder("vae_decoder");
   const ctx = new ModuleContext(b, weights, o.lora);
   const z = b.input("latents", "float32", [o.batch, cfg.latent_channels, o.height, o.width]);
-  const lc = cfg.latent_channels;
-  const q = b.scope("post_quant_conv", () => conv2d(ctx, z, lc, lc, { kernel: 1 }));
-  const out = b.scope("decoder", () => decoder(ctx, q, cfg));
-  b.output(out, "out");
+  b.output(vaeDecodeLatents(ctx, z, cfg), "out");
   return { graph: b.build(), ctx };
 }

@@ -1,0 +1,45 @@
+/**
+ * Deterministic initial weights for the demo base model, from the parameter list a model graph asked for
+ * (graphInputWeights().shapes). The rules follow PyTorch's / transformers' defaults, which is what the SD
+ * models were trained from: Linear and Conv weights and biases uniform in +-1/sqrt(fan_in) (kaiming_uniform with
+ * a = sqrt(5)), GroupNorm / LayerNorm weight 1 and bias 0, CLIP token and position embeddings N(0, 0.02).
+ */
+import { TorchCpuGenerator } from "../../../engine/src/schedulers/torch-rng.ts";
+import { deriveSeed, Rng } from "../dataset/rng.ts";
+
+export type StateMap = Map<string, { shape: number[]; data: Float32Array }>;
+
+function isNorm(path: string): boolean {
+  const last = path.slice(path.lastIndexOf(".") + 1);
+  return /norm/.test(last);
+}
+
+/** Initial values for every key of `shapes`; `seed` and the key's position make each tensor reproducible. */
+export function initialWeights(shapes: ReadonlyMap<string, readonly number[]>, seed: number): StateMap {
+  const out: StateMap = new Map();
+  let index = 0;
+  for (const [key, shapeRO] of shapes) {
+    const shape = [...shapeRO];
+    const n = shape.reduce((a, d) => a * d, 1);
+    const dot = key.lastIndexOf(".");
+    const path = key.slice(0, dot);
+    const name = key.slice(dot + 1);
+    const data = new Float32Array(n);
+    const tensorSeed = deriveSeed(seed, index++, 7);
+    if (isNorm(path)) {
+      if (name === "weight") data.fill(1);
+    } else if (/embedding$/.test(path)) {
+      const normals = new TorchCpuGenerator(tensorSeed).randn(n);
+      for (let i = 0; i < n; i++) data[i] = 0.02 * normals[i];
+    } else {
+      const weightShape = shapes.get(`${path}.weight`);
+      if (!weightShape) throw new Error(`${key}: no ${path}.weight to take the fan-in from`);
+      const fanIn = weightShape.slice(1).reduce((a, d) => a * d, 1);
+      const bound = 1 / Math.sqrt(fanIn);
+      const rng = new Rng(tensorSeed);
+      for (let i = 0; i < n; i++) data[i] = (2 * rng.next() - 1) * bound;
+    }
+    out.set(key, { shape, data });
+  }
+  return out;
+}
