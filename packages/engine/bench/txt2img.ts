@@ -37,13 +37,22 @@ async function tinyBench(): Promise<void> {
   try {
     const pipe = new Txt2ImgPipeline(model);
     for (const batch of [1, 4]) {
-      const o = { prompt: "a photo of an astronaut riding a horse", width: 64, height: 64, steps: 20, sampler: "Euler a", batch };
+      const o = {
+        prompt: "a photo of an astronaut riding a horse",
+        width: 64,
+        height: 64,
+        steps: 20,
+        sampler: "Euler a",
+        batch,
+      };
       await pipe.generate({ ...o, seed: 0 }); // sessions + warm-up
       const runs = 3;
       const t = performance.now();
       for (let i = 0; i < runs; i++) await pipe.generate({ ...o, seed: i + 1 });
       const s = (performance.now() - t) / 1000;
-      console.log(`tiny-sd1 64px Euler a 20 steps batch ${batch}: ${((runs * batch) / s).toFixed(2)} images/s (${sec((1000 * s) / runs)} s per call)`);
+      console.log(
+        `tiny-sd1 64px Euler a 20 steps batch ${batch}: ${((runs * batch) / s).toFixed(2)} images/s (${sec((1000 * s) / runs)} s per call)`,
+      );
     }
   } finally {
     await model.close();
@@ -52,11 +61,13 @@ async function tinyBench(): Promise<void> {
 }
 
 async function writeSd15(path: string): Promise<void> {
-  const manifest = JSON.parse(readFileSync(`${FIXTURES}sd15-original-keys.json`, "utf8")) as { keys: Record<string, { shape: number[] }> };
+  const manifest = JSON.parse(readFileSync(`${FIXTURES}sd15-original-keys.json`, "utf8")) as {
+    keys: Record<string, { shape: number[] }>;
+  };
   let seed = 99;
   const block = Float32Array.from({ length: 1 << 20 }, () => {
     seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-    return ((seed / 2 ** 32) - 0.5) * 0.04;
+    return (seed / 2 ** 32 - 0.5) * 0.04;
   });
   const t = performance.now();
   await writeSafetensors(
@@ -68,7 +79,8 @@ async function writeSd15(path: string): Promise<void> {
       data: () => {
         const n = shape.reduce((a, d) => a * d, 1);
         const out = new Float32Array(n);
-        for (let at = 0; at < n; at += block.length) out.set(block.subarray(0, Math.min(block.length, n - at)), at);
+        for (let at = 0; at < n; at += block.length)
+          out.set(block.subarray(0, Math.min(block.length, n - at)), at);
         return out;
       },
     })),
@@ -81,7 +93,7 @@ function randomLora(model: SdModel, rank: number, seed: number): Adapter {
   let s = seed;
   const rnd = () => {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return ((s / 2 ** 32) - 0.5) * 0.02;
+    return (s / 2 ** 32 - 0.5) * 0.02;
   };
   const modules: AdapterModule[] = [];
   for (const component of ["unet", "te"] as const) {
@@ -97,8 +109,14 @@ function randomLora(model: SdModel, rank: number, seed: number): Adapter {
         layer: spec.layer,
         alpha: rank,
         tensors: {
-          down: { shape: conv ? [rank, spec.inFeatures, ...spec.kernel] : [rank, inner], data: Float32Array.from({ length: rank * inner }, rnd) },
-          up: { shape: conv ? [spec.outFeatures, rank, 1, 1] : [spec.outFeatures, rank], data: Float32Array.from({ length: spec.outFeatures * rank }, rnd) },
+          down: {
+            shape: conv ? [rank, spec.inFeatures, ...spec.kernel] : [rank, inner],
+            data: Float32Array.from({ length: rank * inner }, rnd),
+          },
+          up: {
+            shape: conv ? [spec.outFeatures, rank, 1, 1] : [spec.outFeatures, rank],
+            data: Float32Array.from({ length: spec.outFeatures * rank }, rnd),
+          },
         },
       });
     }
@@ -116,42 +134,75 @@ async function sd15Bench(): Promise<void> {
     try {
       const pipe = new Txt2ImgPipeline(model);
       const shape = { width: 512, height: 512, batch: 1 };
-      const gen = { prompt: "a photo of an astronaut riding a horse", ...shape, steps, sampler: "Euler a", seed: 1, decode: false };
-      let t = performance.now();
-      await pipe.prepare(shape);
-      console.log(`SD1.5 512px: sessions (text encoder, UNet batch 2, VAE decoder) created in ${sec(performance.now() - t)} s`);
-      let r = await pipe.generate(gen);
-      console.log(`SD1.5 512px, no LoRA: ${sec(r.timings.denoise / steps)} s per step (UNet batch 2 + Euler a), text encoder ${sec(r.timings.text)} s`);
-      await model.releaseMatching("a:none");
+      const gen = {
+        prompt: "a photo of an astronaut riding a horse",
+        ...shape,
+        steps,
+        sampler: "Euler a",
+        seed: 1,
+        decode: false,
+      };
+      // Plain (no LoRA inputs) sessions live in a second SdModel on the same file, so both graphs stay cached
+      // and their step times can be measured interleaved (the machine's load drifts by 2x within minutes).
+      const plainModel = await SdModel.open({ model: path, tokenizer: `${FIXTURES}clip-tokenizer`, ...quiet });
+      try {
+        const plain = new Txt2ImgPipeline(plainModel);
+        let t = performance.now();
+        await plain.prepare(shape);
+        console.log(
+          `SD1.5 512px: sessions (text encoder, UNet batch 2, VAE decoder) created in ${sec(performance.now() - t)} s`,
+        );
+        const a = stackAdapters([
+          { adapter: randomLora(model, 8, 1), te: 0.8, unet: 0.6 },
+          { adapter: randomLora(model, 4, 2), te: 1, unet: 1 },
+        ]);
+        const b = stackAdapters([{ adapter: randomLora(model, 16, 3), te: 0.5, unet: 0.7 }]);
+        t = performance.now();
+        await pipe.setLoras(a);
+        const firstFeeds = performance.now() - t;
+        t = performance.now();
+        await pipe.prepare(shape);
+        console.log(
+          `adapter-input graphs (rank capacity 16, ${a.modules.length} modules): inputs ${sec(firstFeeds)} s, sessions ${sec(performance.now() - t)} s`,
+        );
+        const before = model.sessionsCreated;
+        t = performance.now();
+        await pipe.setLoras(b);
+        await pipe.prepare(shape);
+        const switchAdapters = performance.now() - t;
+        console.log(
+          `switch A -> B via adapter inputs: ${sec(switchAdapters)} s (sessions created: ${model.sessionsCreated - before})`,
+        );
+        const plainMs: number[] = [];
+        const loraMs: number[] = [];
+        for (let round = 0; round < steps; round++) {
+          plainMs.push((await plain.generate({ ...gen, steps: 1 })).timings.denoise);
+          loraMs.push((await pipe.generate({ ...gen, steps: 1 })).timings.denoise);
+        }
+        const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+        console.log(
+          `SD1.5 512px per step (UNet batch 2 + Euler a), ${steps} interleaved rounds: no LoRA ${plainMs.map(sec).join(" / ")} s; ` +
+            `rank-16 stack via adapter inputs ${loraMs.map(sec).join(" / ")} s (medians ${sec(median(plainMs))} vs ${sec(median(loraMs))})`,
+        );
+      } finally {
+        await plainModel.close();
+      }
 
       const a = stackAdapters([
         { adapter: randomLora(model, 8, 1), te: 0.8, unet: 0.6 },
         { adapter: randomLora(model, 4, 2), te: 1, unet: 1 },
       ]);
       const b = stackAdapters([{ adapter: randomLora(model, 16, 3), te: 0.5, unet: 0.7 }]);
-      t = performance.now();
-      await pipe.setLoras(a);
-      const firstFeeds = performance.now() - t;
-      t = performance.now();
-      await pipe.prepare(shape);
-      console.log(`adapter-input graphs (rank capacity 16, ${a.modules.length} modules): inputs ${sec(firstFeeds)} s, sessions ${sec(performance.now() - t)} s`);
-      const before = model.sessionsCreated;
-      t = performance.now();
-      await pipe.setLoras(b);
-      await pipe.prepare(shape);
-      const switchAdapters = performance.now() - t;
-      r = await pipe.generate(gen);
-      console.log(`SD1.5 512px, LoRA stack via adapter inputs: ${sec(r.timings.denoise / steps)} s per step`);
-      console.log(`switch A -> B via adapter inputs: ${sec(switchAdapters)} s (sessions created: ${model.sessionsCreated - before})`);
-
-      t = performance.now();
+      let t = performance.now();
       await pipe.setLoras(a, "baked");
       await pipe.prepare(shape);
       const bakeA = performance.now() - t;
       t = performance.now();
       await pipe.setLoras(b, "baked");
       await pipe.prepare(shape);
-      console.log(`baking: first bake ${sec(bakeA)} s; switch A -> B by re-patching + new sessions ${sec(performance.now() - t)} s`);
+      console.log(
+        `baking: first bake ${sec(bakeA)} s; switch A -> B by re-patching + new sessions ${sec(performance.now() - t)} s`,
+      );
     } finally {
       await model.close();
     }

@@ -25,7 +25,10 @@ const GENERATE = join(ROOT, "packages/engine/src/cli/generate.ts");
 const ENGINE = join(ROOT, "packages/engine/src/cli/main.ts");
 
 function run(script: string, args: string[]) {
-  const r = spawnSync(process.execPath, ["--import", "tsx", script, ...args], { cwd: ROOT, encoding: "utf8" });
+  const r = spawnSync(process.execPath, ["--import", "tsx", script, ...args], {
+    cwd: ROOT,
+    encoding: "utf8",
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -78,19 +81,43 @@ test("generate: --init-latents reproduces the 07 DDIM reference image; PNG infot
   const latents = join(tiny.dir, "latents.safetensors");
   const lat = ref.f32("latents_in");
   await writeSafetensors(latents, [
-    { name: "latents", dtype: "F32", shape: [1, 4, 8, 8], data: new Uint8Array(lat.buffer, lat.byteOffset, lat.byteLength) },
+    {
+      name: "latents",
+      dtype: "F32",
+      shape: [1, 4, 8, 8],
+      data: new Uint8Array(lat.buffer, lat.byteOffset, lat.byteLength),
+    },
   ]);
   const out = join(tiny.dir, "out.png");
   // ink at unet multiplier 0 and te 0: listed in the infotext, no effect on the pixels.
   const prompt = `${params.prompt}<lora:ink:0:0>`;
   const r = run(GENERATE, [
     prompt,
-    "--model", tiny.single,
-    "--tokenizer", `${FIXTURES}clip-tokenizer`,
-    "--text-encoder-heads", "4",
-    "--lora-dir", join(tiny.dir, "Lora"),
-    "--sampler", "DDIM", "--steps", "4", "--cfg", "7.5", "--width", "64", "--height", "64",
-    "--seed", "42", "--init-latents", latents, "-o", out, "--json",
+    "--model",
+    tiny.single,
+    "--tokenizer",
+    `${FIXTURES}clip-tokenizer`,
+    "--text-encoder-heads",
+    "4",
+    "--lora-dir",
+    join(tiny.dir, "Lora"),
+    "--sampler",
+    "DDIM",
+    "--steps",
+    "4",
+    "--cfg",
+    "7.5",
+    "--width",
+    "64",
+    "--height",
+    "64",
+    "--seed",
+    "42",
+    "--init-latents",
+    latents,
+    "-o",
+    out,
+    "--json",
   ]);
   assert.equal(r.code, 0, r.stderr);
   const json = JSON.parse(r.stdout);
@@ -102,7 +129,8 @@ test("generate: --init-latents reproduces the 07 DDIM reference image; PNG infot
   assert.deepEqual([info.width, info.height, info.channels], [64, 64, 3]);
   const want = ref.f32("image");
   let worst = 0;
-  for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(data[i] - Math.trunc(255 * want[i])));
+  for (let i = 0; i < want.length; i++)
+    worst = Math.max(worst, Math.abs(data[i] - Math.trunc(255 * want[i])));
   assert.ok(worst <= 1, `pixels differ from the reference by ${worst} levels`);
 
   const sha = createHash("sha256").update(readFileSync(tiny.single)).digest("hex");
@@ -116,7 +144,9 @@ test("generate: --init-latents reproduces the 07 DDIM reference image; PNG infot
   ].join("\n");
   assert.equal(textChunks(png).parameters, expected);
   assert.deepEqual(
-    pngChunks(png).map((c) => c.type).slice(0, 2),
+    pngChunks(png)
+      .map((c) => c.type)
+      .slice(0, 2),
     ["IHDR", "tEXt"],
   );
 });
@@ -124,9 +154,33 @@ test("generate: --init-latents reproduces the 07 DDIM reference image; PNG infot
 test("generate --help documents the flags; a bad size fails with one line", () => {
   const help = run(GENERATE, ["--help"]);
   assert.equal(help.code, 0);
-  for (const flag of ["--negative", "--model", "--lora-dir", "--sampler", "--steps", "--cfg", "--width", "--height", "--seed", "--batch", "-o, --output", "--init-latents", "--json"])
+  for (const flag of [
+    "--negative",
+    "--model",
+    "--lora-dir",
+    "--sampler",
+    "--steps",
+    "--cfg",
+    "--width",
+    "--height",
+    "--seed",
+    "--batch",
+    "-o, --output",
+    "--init-latents",
+    "--json",
+  ])
     assert.ok(help.stdout.includes(flag), `--help lacks ${flag}`);
-  const bad = run(GENERATE, ["x", "--model", tiny.diffusers, "--width", "60", "--height", "64", "--steps", "1"]);
+  const bad = run(GENERATE, [
+    "x",
+    "--model",
+    tiny.diffusers,
+    "--width",
+    "60",
+    "--height",
+    "64",
+    "--steps",
+    "1",
+  ]);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr.trim(), /^error: width must be a positive multiple of 8, got 60$/);
 });
@@ -135,30 +189,73 @@ test("engine eval: text encoder and the UNet LoRA loss/gradients match the refer
   const te = join(tiny.dir, "te-in.safetensors");
   const ref2 = await loadReference("02_text_encoder");
   const ids = ref2.int64("input_ids");
-  await writeSafetensors(te, [{ name: "input_ids", dtype: "I64", shape: [6, 77], data: new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength) }]);
+  await writeSafetensors(te, [
+    {
+      name: "input_ids",
+      dtype: "I64",
+      shape: [6, 77],
+      data: new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength),
+    },
+  ]);
   const teOut = join(tiny.dir, "te-out.safetensors");
-  const r1 = run(ENGINE, ["eval", "--model", tiny.diffusers, "--component", "text_encoder", "--inputs", te, "--out", teOut]);
+  const r1 = run(ENGINE, [
+    "eval",
+    "--model",
+    tiny.diffusers,
+    "--component",
+    "text_encoder",
+    "--inputs",
+    te,
+    "--out",
+    teOut,
+  ]);
   assert.equal(r1.code, 0, r1.stderr);
   const got1 = (await readSafetensors(teOut)).tensors;
   assert.ok(relMaxDiff(got1.get("out")?.data ?? [], ref2.f32("last_hidden_state")) <= 1e-4);
   assert.ok(relMaxDiff(got1.get("pooler_output")?.data ?? [], ref2.f32("pooler_output")) <= 1e-4);
 
   const ref5 = await loadReference("05_lora_unet");
-  const f32 = (name: string, shape: number[], d: Float32Array) => ({ name, dtype: "F32" as const, shape, data: new Uint8Array(d.buffer, d.byteOffset, d.byteLength) });
+  const f32 = (name: string, shape: number[], d: Float32Array) => ({
+    name,
+    dtype: "F32" as const,
+    shape,
+    data: new Uint8Array(d.buffer, d.byteOffset, d.byteLength),
+  });
   const ts = ref5.int64("timesteps");
   const inputs = join(tiny.dir, "unet-in.safetensors");
   await writeSafetensors(inputs, [
     f32("sample", [2, 4, 8, 8], ref5.f32("noisy_latents")),
-    { name: "timestep", dtype: "I64", shape: [2], data: new Uint8Array(ts.buffer, ts.byteOffset, ts.byteLength) },
+    {
+      name: "timestep",
+      dtype: "I64",
+      shape: [2],
+      data: new Uint8Array(ts.buffer, ts.byteOffset, ts.byteLength),
+    },
     f32("encoder_hidden_states", [2, 77, 32], ref5.f32("encoder_hidden_states")),
     f32("noise", [2, 4, 8, 8], ref5.f32("target")),
   ]);
   const outPath = join(tiny.dir, "unet-out.safetensors");
   const lora = `${TINY}lora/tiny-sd1-lora-kohya.safetensors`;
-  const r2 = run(ENGINE, ["eval", "--model", tiny.diffusers, "--component", "unet", "--inputs", inputs, "--out", outPath, "--lora", lora, "--loss-grad"]);
+  const r2 = run(ENGINE, [
+    "eval",
+    "--model",
+    tiny.diffusers,
+    "--component",
+    "unet",
+    "--inputs",
+    inputs,
+    "--out",
+    outPath,
+    "--lora",
+    lora,
+    "--loss-grad",
+  ]);
   assert.equal(r2.code, 0, r2.stderr);
   const got = (await readSafetensors(outPath)).tensors;
-  assert.ok(relMaxDiff(got.get("out")?.data ?? [], ref5.f32("unet_output_lora")) <= 1e-4, "UNet output with the LoRA");
+  assert.ok(
+    relMaxDiff(got.get("out")?.data ?? [], ref5.f32("unet_output_lora")) <= 1e-4,
+    "UNet output with the LoRA",
+  );
   assert.ok(Math.abs((got.get("loss")?.data[0] ?? 0) - ref5.f32("loss")[0]) <= 1e-5 * ref5.f32("loss")[0]);
   const gradNames = [...got.keys()].filter((k) => k.startsWith("lora_unet_"));
   assert.equal(gradNames.length, 2 * 88);

@@ -192,13 +192,29 @@ test("switching stacks only swaps input tensors; zero LoRAs equal the plain mode
 
 test("training samples: a kohya prompt file rendered with an in-memory adapter, grid written", async () => {
   const adapter = await readAdapter(join(dir, "face.safetensors"));
-  const prompts = parseSamplePrompts("# samples\na cat --w 64 --h 64 --d 5 --s 3 --ss ddim\na dog --n blurry --w 32 --h 32 --d 6 --s 2 --l 4\n");
+  const prompts = parseSamplePrompts(
+    "# samples\na cat --w 64 --h 64 --d 5 --s 3 --ss ddim\na dog --n blurry --w 32 --h 32 --d 6 --s 2 --l 4\n",
+  );
   const gridPath = join(tiny.dir, "grid.png");
-  const run = await renderSamples(pipe, prompts, { adapter, defaults: { steps: 9, sampler: "Euler" }, gridPath });
-  assert.deepEqual(run.samples.map((s) => s.seed), [5, 6]);
+  const run = await renderSamples(pipe, prompts, {
+    adapter,
+    defaults: { steps: 9, sampler: "Euler" },
+    gridPath,
+  });
+  assert.deepEqual(
+    run.samples.map((s) => s.seed),
+    [5, 6],
+  );
   // The prompt's options (--d, --w/--h, --s, --ss) override the defaults: same pixels as this direct call.
   await pipe.setLoras(adapter);
-  const direct = await pipe.generate({ prompt: "a cat", width: 64, height: 64, seed: 5, steps: 3, sampler: "DDIM" });
+  const direct = await pipe.generate({
+    prompt: "a cat",
+    width: 64,
+    height: 64,
+    seed: 5,
+    steps: 3,
+    sampler: "DDIM",
+  });
   const { data } = await sharp(run.samples[0].png).raw().toBuffer({ resolveWithObject: true });
   assert.deepEqual([...data], [...toRgb8(direct.images, 0, 64, 64)]);
   const meta = await sharp(gridPath).metadata();

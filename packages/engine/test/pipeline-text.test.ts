@@ -34,7 +34,16 @@ test("infotext: A1111 layout, quoting of values with , : or newline, omitted emp
     "<lora:ink:0.7>, a warrior in the rain\nNegative prompt: blurry, lowres\n" +
       'Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x768, Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, Lora hashes: "ink: 0123456789ab, face2: ba9876543210"',
   );
-  const bare = createInfotext({ prompt: "cat", steps: 4, sampler: "DDIM", cfg: 7.5, seed: 3, width: 64, height: 64, clipSkip: 2 });
+  const bare = createInfotext({
+    prompt: "cat",
+    steps: 4,
+    sampler: "DDIM",
+    cfg: 7.5,
+    seed: 3,
+    width: 64,
+    height: 64,
+    clipSkip: 2,
+  });
   assert.equal(bare, "cat\nSteps: 4, Sampler: DDIM, CFG scale: 7.5, Seed: 3, Size: 64x64, Clip skip: 2");
   assert.equal(quoteInfotextValue('say "hi", ok'), '"say \\"hi\\", ok"');
   assert.equal(quoteInfotextValue("plain"), "plain");
@@ -54,7 +63,8 @@ test("kohya sample prompts: documented example, comments, clamping, samplers, er
   assert.equal(p.length, 4);
   assert.deepEqual(p[0], {
     line: 2,
-    prompt: "masterpiece, best quality, 1girl, in white shirts, upper body, looking at viewer, simple background",
+    prompt:
+      "masterpiece, best quality, 1girl, in white shirts, upper body, looking at viewer, simple background",
     negative: "low quality, worst quality, bad anatomy,bad composition, poor, low effort",
     width: 768,
     height: 768,
@@ -77,7 +87,8 @@ test("kohya sample prompts: documented example, comments, clamping, samplers, er
   assert.deepEqual(p[3], { line: 7, prompt: "a dog", sampler: "DPM++ 2M Karras", steps: 1 });
   assert.throws(
     () => parseSamplePrompts("ok\nx --ss heun", "p.txt"),
-    (e: unknown) => e instanceof SamplePromptError && e.line === 2 && /p\.txt:2: sampler "heun"/.test(e.message),
+    (e: unknown) =>
+      e instanceof SamplePromptError && e.line === 2 && /p\.txt:2: sampler "heun"/.test(e.message),
   );
 });
 
@@ -86,7 +97,8 @@ test("PNG text chunks: Latin-1 text as tEXt, other text as iTXt (UTF-8); pixels 
   assert.deepEqual([...rgb], [0, 127, 255, 255, 0, 254]);
   const png = await encodePng(rgb, 2, 1, { parameters: "café, Steps: 1", comment: "日本 ✓" });
   const types: string[] = [];
-  for (let at = 8; at < png.length; at += 12 + png.readUInt32BE(at)) types.push(png.toString("latin1", at + 4, at + 8));
+  for (let at = 8; at < png.length; at += 12 + png.readUInt32BE(at))
+    types.push(png.toString("latin1", at + 4, at + 8));
   assert.deepEqual(types.slice(0, 3), ["IHDR", "tEXt", "iTXt"]);
   const iTXt = png.indexOf("iTXt");
   assert.ok(png.subarray(iTXt).includes(Buffer.from("日本 ✓", "utf8")));
@@ -113,7 +125,9 @@ test("grid: layout, cell pixels, captions drawn below their image", async () => 
   const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
   // gap 4; caption band 3 lines x ceil(12 * 1.3) + 4 = 52 px; two columns of 16, two rows of 16 + 52.
   assert.deepEqual([info.width, info.height], [44, 148]);
-  const at = (x: number, y: number) => [...data.subarray((y * info.width + x) * 3, (y * info.width + x) * 3 + 3)];
+  const at = (x: number, y: number) => [
+    ...data.subarray((y * info.width + x) * 3, (y * info.width + x) * 3 + 3),
+  ];
   assert.deepEqual(at(4, 4), [255, 0, 0]);
   assert.deepEqual(at(19, 19), [255, 0, 0]);
   assert.deepEqual(at(24, 4), [0, 255, 0]);

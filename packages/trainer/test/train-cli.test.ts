@@ -35,7 +35,10 @@ test("train --dry-run prints the plan, the step arithmetic and a measured estima
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /images: 3 used, 1 skipped/);
   assert.match(r.stdout, /skipped 2_inkwash\/broken\.png: /);
-  assert.match(r.stdout, /3 images x 2 repeats = 6 samples \/ batch 2 = 3 steps per epoch x 5 epochs = 15 steps/);
+  assert.match(
+    r.stdout,
+    /3 images x 2 repeats = 6 samples \/ batch 2 = 3 steps per epoch x 5 epochs = 15 steps/,
+  );
   assert.match(r.stdout, /estimated time: \d+ s \(\d+\.\d\d s\/step\)/);
   assert.match(r.stdout, /estimated memory: \d+\.\d\d GiB/);
   assert.match(r.stdout, /one step measured on 64x64, batch 2/);
@@ -56,7 +59,14 @@ test("train --dry-run prints the plan, the step arithmetic and a measured estima
       "xformers = true",
     ].join("\n"),
   );
-  const k = cli("--from-kohya", join(dir, "kohya.toml"), "--dry-run", "--no-measure", "--write", join(dir, "imported.yaml"));
+  const k = cli(
+    "--from-kohya",
+    join(dir, "kohya.toml"),
+    "--dry-run",
+    "--no-measure",
+    "--write",
+    join(dir, "imported.yaml"),
+  );
   assert.equal(k.code, 0, k.stderr);
   assert.match(k.stdout, /max_train_steps 7 decides the length/);
   assert.match(k.stdout, /estimated memory: \d+\.\d\d GiB/);

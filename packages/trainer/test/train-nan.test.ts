@@ -24,7 +24,10 @@ test("NaN loss stops the run, keeps the last good checkpoint and says what to ch
     assert.ok(err.step >= 2 && err.step < 20, `diverged at step ${err.step}`);
     assert.match(err.message, /lower learning_rate/);
     assert.match(err.message, /fp32/);
-    assert.equal(err.lastCheckpoint, join(out, `tiny-step${String(err.step - 1).padStart(8, "0")}.safetensors`));
+    assert.equal(
+      err.lastCheckpoint,
+      join(out, `tiny-step${String(err.step - 1).padStart(8, "0")}.safetensors`),
+    );
     return true;
   });
   const error = events.find((e) => e.type === "error");
@@ -35,7 +38,8 @@ test("NaN loss stops the run, keeps the last good checkpoint and says what to ch
   const state = await loadTrainState(join(out, "tiny-state.safetensors"));
   assert.equal(state.record.step, lastGood.step);
   for (const [name, t] of state.state) {
-    if (t.data instanceof Float32Array) assert.ok(t.data.every(Number.isFinite), `${name} is not finite in the kept state`);
+    if (t.data instanceof Float32Array)
+      assert.ok(t.data.every(Number.isFinite), `${name} is not finite in the kept state`);
   }
   const lora = await readAdapter(lastGood.loraPath);
   assert.ok(lora.modules.every((m) => m.tensors.up.data.every(Number.isFinite)));

@@ -9,8 +9,8 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { test } from "node:test";
+import { fileURLToPath } from "node:url";
 import { readMetrics } from "../src/logging/metrics.ts";
 import { loadTrainState } from "../src/train/checkpoint.ts";
 import { train } from "../src/train/train.ts";
@@ -23,14 +23,23 @@ const STEPS = 16;
 function assertSameLosses(got: number[], want: number[], what: string) {
   assert.equal(got.length, want.length, `${what}: ${got.length} losses, expected ${want.length}`);
   got.forEach((l, i) => {
-    assert.ok(Math.abs(l - want[i]) <= 1e-5 * Math.abs(want[i]), `${what}: step ${i + 1} loss ${l} vs ${want[i]}`);
+    assert.ok(
+      Math.abs(l - want[i]) <= 1e-5 * Math.abs(want[i]),
+      `${what}: step ${i + 1} loss ${l} vs ${want[i]}`,
+    );
   });
 }
 
 test("kill -9 after a save, then resume: the same per-step losses as an uninterrupted run", async () => {
   const data = tempDir("ls-resume-data-");
   await makeDataset(data, 3);
-  const settings = { max_train_steps: STEPS, save_steps: 4, learning_rate: 2e-3, flip_aug: true, noise_offset: 0.05 };
+  const settings = {
+    max_train_steps: STEPS,
+    save_steps: 4,
+    learning_rate: 2e-3,
+    flip_aug: true,
+    noise_offset: 0.05,
+  };
 
   const reference = await train(tinyConfig(data, tempDir("ls-resume-ref-"), settings));
   assert.equal(reference.losses.length, STEPS);
@@ -52,10 +61,14 @@ test("kill -9 after a save, then resume: the same per-step losses as an uninterr
     ...Object.entries(settings).map(([k, v]) => `${k}: ${v}`),
   ].join("\n");
   writeFileSync(join(dir, "cfg.yaml"), `${yaml}\n`);
-  const child = spawn(process.execPath, ["--import", "tsx", "packages/trainer/src/cli/train.ts", "--config", join(dir, "cfg.yaml")], {
-    cwd: REPO,
-    stdio: ["ignore", "ignore", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", "packages/trainer/src/cli/train.ts", "--config", join(dir, "cfg.yaml")],
+    {
+      cwd: REPO,
+      stdio: ["ignore", "ignore", "pipe"],
+    },
+  );
   let stderr = "";
   const killed = await new Promise<NodeJS.Signals | null>((resolve) => {
     child.stderr.on("data", (chunk: Buffer) => {
@@ -68,7 +81,9 @@ test("kill -9 after a save, then resume: the same per-step losses as an uninterr
   const saved = await loadTrainState(join(out, "tiny-state.safetensors"));
   assert.equal(saved.record.step, 4, "the kill landed before the step-8 save");
   assertSameLosses(
-    readMetrics(join(out, "metrics.jsonl")).slice(0, 4).map((m) => m.loss),
+    readMetrics(join(out, "metrics.jsonl"))
+      .slice(0, 4)
+      .map((m) => m.loss),
     reference.losses.slice(0, 4),
     "child before the kill",
   );

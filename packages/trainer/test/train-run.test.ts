@@ -14,12 +14,13 @@ import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { readAdapter } from "../../prompt-lora/src/adapters/parse.ts";
+import sharp from "sharp";
 import { openCheckpoint } from "../../engine/src/models/loader/checkpoint.ts";
 import { buildUNetGraph } from "../../engine/src/models/unet/unet.ts";
 import { loraInputNames } from "../../engine/src/nn/lora.ts";
 import { Session } from "../../engine/src/runtime/session.ts";
 import type { HostTensor } from "../../engine/src/runtime/tensor.ts";
+import { readAdapter } from "../../prompt-lora/src/adapters/parse.ts";
 import { epochBatches } from "../src/dataset/order.ts";
 import { orderBuckets, planDataset } from "../src/dataset/plan.ts";
 import { readMetrics } from "../src/logging/metrics.ts";
@@ -36,7 +37,13 @@ test("a 40-step LoRA run on the tiny model lowers the fixed-batch loss and write
   const data = tempDir("ls-train-data-");
   await makeDataset(data);
   const out = tempDir("ls-train-out-");
-  const config = tinyConfig(data, out, { max_train_steps: 40, learning_rate: 2e-3, save_steps: 20 });
+  const config = tinyConfig(data, out, {
+    max_train_steps: 40,
+    learning_rate: 2e-3,
+    save_steps: 20,
+    sample_prompts: ["inkwash painting, blob left --s 4 --d 5"],
+    sample_every_n_steps: 20,
+  });
   const events: string[] = [];
   const result = await train(config, { evalEvery: 4, onEvent: (e) => events.push(e.type) });
 
@@ -47,7 +54,9 @@ test("a 40-step LoRA run on the tiny model lowers the fixed-batch loss and write
   const first = mean(result.evalLosses.slice(0, 5).map((e) => e.loss));
   const last = mean(result.evalLosses.slice(-5).map((e) => e.loss));
   assert.ok(last < first * 0.97, `fixed-batch loss did not fall: first 5 mean ${first}, last 5 mean ${last}`);
-  assert.ok(events.includes("saved") && events.includes("done") && events.filter((t) => t === "step").length === 40);
+  assert.ok(
+    events.includes("saved") && events.includes("done") && events.filter((t) => t === "step").length === 40,
+  );
 
   // The LoRA file, through prompt-lora.
   const loraPath = join(out, "tiny.safetensors");
@@ -57,12 +66,17 @@ test("a 40-step LoRA run on the tiny model lowers the fixed-batch loss and write
   assert.equal(adapter.format, "kohya");
   assert.equal(adapter.family, "sd1");
   assert.deepEqual(adapter.unknownKeys, []);
-  const q = adapter.modules.find((m) => m.path === "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q");
+  const q = adapter.modules.find(
+    (m) => m.path === "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q",
+  );
   assert.ok(q, "to_q of the first transformer block is trained");
   assert.deepEqual(q.tensors.down.shape, [4, 32]);
   assert.deepEqual(q.tensors.up.shape, [32, 4]);
   assert.equal(q.alpha, 4);
-  assert.ok(q.tensors.up.data.some((v) => v !== 0), "lora_up moved away from its zero init");
+  assert.ok(
+    q.tensors.up.data.some((v) => v !== 0),
+    "lora_up moved away from its zero init",
+  );
   const md = adapter.metadata;
   assert.equal(md.ss_network_dim, "4");
   assert.equal(md.ss_network_alpha, "4.0");
@@ -74,7 +88,9 @@ test("a 40-step LoRA run on the tiny model lowers the fixed-batch loss and write
   assert.equal(md["modelspec.resolution"], "64x64");
   const raw = readFileSync(loraPath);
   const keys = Object.keys(JSON.parse(raw.subarray(8, 8 + Number(raw.readBigUInt64LE(0))).toString("utf8")));
-  assert.ok(keys.includes("lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight"));
+  assert.ok(
+    keys.includes("lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight"),
+  );
   assert.ok(keys.includes("lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.alpha"));
   const dataSection = raw.subarray(8 + Number(raw.readBigUInt64LE(0)));
   assert.equal(md.sshs_model_hash, createHash("sha256").update(dataSection).digest("hex"));
@@ -92,21 +108,56 @@ test("a 40-step LoRA run on the tiny model lowers the fixed-batch loss and write
   assert.equal(readdirSync(join(out, "logs")).filter((f) => f.startsWith("events.out.tfevents")).length, 1);
   assert.ok(readFileSync(join(out, "loss-curve.png")).subarray(1, 4).toString() === "PNG");
 
+  // Sample grids before training, at step 20 and at the end; the trained LoRA changes the picture.
+  assert.deepEqual(
+    readdirSync(join(out, "samples")).sort(),
+    [0, 20, 40].map((s) => `tiny-step${String(s).padStart(8, "0")}.png`),
+  );
+  const pixels = async (step: number) =>
+    (
+      await sharp(join(out, "samples", `tiny-step${String(step).padStart(8, "0")}.png`))
+        .raw()
+        .toBuffer()
+    ).valueOf();
+  const before = await pixels(0);
+  const after = await pixels(40);
+  assert.equal(before.length, after.length);
+  assert.ok(!before.equals(after), "the sample after training equals the one before");
+
   // Independent check of the file: inference UNet + the adapter read back = the trainer's evaluation losses.
   const base = await openBaseModel(TINY_DIFFUSERS);
   const plan = await planDataset(config);
-  const latents = await cacheLatents(base, plan.images, { seed: config.seed, flipAug: false, diskDir: null, session: {} });
+  const latents = await cacheLatents(base, plan.images, {
+    seed: config.seed,
+    flipAug: false,
+    diskDir: null,
+    session: {},
+  });
   const embedder = await TextEmbedder.create(base, { clipSkip: 1, cacheable: true, session: {} });
   const ck = await openCheckpoint(TINY_DIFFUSERS);
   const ranks = new Map(adapter.modules.map((m) => [m.path, m.tensors.down.shape[0]] as [string, number]));
-  const { graph } = buildUNetGraph(ck.unet, ck.weights.unet, { batch: 1, height: 8, width: 8, lora: { component: "unet", ranks } });
+  const { graph } = buildUNetGraph(ck.unet, ck.weights.unet, {
+    batch: 1,
+    height: 8,
+    width: 8,
+    lora: { component: "unet", ranks },
+  });
   const unet = await Session.create(graph, { onMessage: () => {} });
   const evalLoss = async (strength: number) => {
     const batch = epochBatches(orderBuckets(plan), 1, config.seed, 0)[0];
     let sum = 0;
     for (const [e, t] of EVAL_TIMESTEPS.entries()) {
       const { feeds } = await prepareBatch(
-        { seed: config.seed, schedule: base.schedule, images: plan.images, latents, embedder, flipAug: false, noiseOffset: 0, captions: { shuffleCaption: false, keepTokens: 0, captionDropoutRate: 0 } },
+        {
+          seed: config.seed,
+          schedule: base.schedule,
+          images: plan.images,
+          latents,
+          embedder,
+          flipAug: false,
+          noiseOffset: 0,
+          captions: { shuffleCaption: false, keepTokens: 0, captionDropoutRate: 0 },
+        },
         batch,
         -1,
         { timesteps: [t], noiseKey: -1 - e },
@@ -120,7 +171,11 @@ test("a 40-step LoRA run on the tiny model lowers the fixed-batch loss and write
         const names = loraInputNames("unet", m.path);
         f[names.down] = { dtype: "float32", shape: m.tensors.down.shape, data: m.tensors.down.data };
         f[names.up] = { dtype: "float32", shape: m.tensors.up.shape, data: m.tensors.up.data };
-        f[names.scale] = { dtype: "float32", shape: [], data: Float32Array.of((strength * (m.alpha ?? 0)) / m.tensors.down.shape[0]) };
+        f[names.scale] = {
+          dtype: "float32",
+          shape: [],
+          data: Float32Array.of((strength * (m.alpha ?? 0)) / m.tensors.down.shape[0]),
+        };
       }
       const o = (await unet.run(f)).out.data as Float32Array;
       const target = feeds.target.data as Float32Array;
@@ -137,6 +192,9 @@ test("a 40-step LoRA run on the tiny model lowers the fixed-batch loss and write
   await ck.close();
   await base.checkpoint.close();
   const lastEval = result.evalLosses.at(-1)!.loss;
-  assert.ok(Math.abs(withLora - lastEval) <= 1e-4 * lastEval, `file + inference UNet: ${withLora}, trainer: ${lastEval}`);
+  assert.ok(
+    Math.abs(withLora - lastEval) <= 1e-4 * lastEval,
+    `file + inference UNet: ${withLora}, trainer: ${lastEval}`,
+  );
   assert.ok(Math.abs(withoutLora - result.evalLosses[0].loss) <= 1e-4 * withoutLora);
 });

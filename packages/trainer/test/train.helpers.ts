@@ -20,8 +20,8 @@ export async function makeDataset(dir: string, count = 4, size = 64): Promise<vo
   mkdirSync(sub, { recursive: true });
   for (let i = 0; i < count; i++) {
     const data = Buffer.alloc(size * size * 3);
-    const cx = size * (0.3 + 0.4 * ((i * 37) % 10) / 10);
-    const cy = size * (0.3 + 0.4 * ((i * 53) % 10) / 10);
+    const cx = size * (0.3 + (0.4 * ((i * 37) % 10)) / 10);
+    const cy = size * (0.3 + (0.4 * ((i * 53) % 10)) / 10);
     for (let y = 0; y < size; y++) {
       for (let x = 0; x < size; x++) {
         const d = Math.hypot(x - cx, y - cy) / size;

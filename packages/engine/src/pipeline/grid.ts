@@ -101,7 +101,9 @@ export async function composeGrid(cells: GridCell[], o: GridOptions = {}): Promi
     }
   });
   // sharp composites last in its pipeline and the SVG layers add an alpha channel: flatten in a second pass.
-  const composed = await sharp({ create: { width, height, channels: 3, background: { r: 255, g: 255, b: 255 } } })
+  const composed = await sharp({
+    create: { width, height, channels: 3, background: { r: 255, g: 255, b: 255 } },
+  })
     .composite(layers)
     .png()
     .toBuffer();

@@ -81,7 +81,11 @@ export async function renderSamples(
   }
   if (o.gridPath && samples.length > 0) {
     const texts = { prompts: samples.map((s) => s.prompt.prompt).join("\n") };
-    await writeGrid(o.gridPath, samples.map((s) => s.cell), { columns: o.columns, texts });
+    await writeGrid(
+      o.gridPath,
+      samples.map((s) => s.cell),
+      { columns: o.columns, texts },
+    );
   }
   return { samples, gridPath: o.gridPath };
 }

@@ -13,10 +13,11 @@
  * (`state_in.lora.unet.<path>.down|up`, optimizer moments, counters). Outputs: `loss`, `grad_norm`,
  * `nonfinite` (+ `applied` with accumulation) and the `state_out.*` values.
  */
+
+import type { Graph } from "../graph/ir.ts";
 import { div, mul, reduceMean, reduceSum, reshape, sub } from "../graph/ops/index.ts";
 import type { UNetModelConfig } from "../models/configs.ts";
 import { buildUNetGraph } from "../models/unet/unet.ts";
-import type { Graph } from "../graph/ir.ts";
 import type { WeightSource } from "../nn/module.ts";
 import type { OptimizerConfig } from "../optim/optimizers.ts";
 import { appendTrainStep, type TrainStepGraph } from "../optim/train-step.ts";

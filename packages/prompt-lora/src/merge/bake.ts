@@ -18,13 +18,7 @@ import { moduleDelta } from "../adapters/delta.ts";
 import type { AdapterModule, ModelFamily } from "../adapters/types.ts";
 import { diffusersCheckpointTarget, originalCheckpointTarget } from "../architecture/index.ts";
 import { matmul, matrix } from "../math/matrix.ts";
-import {
-  fromFloat32,
-  isFloatDType,
-  openSafetensors,
-  type SafetensorsFile,
-  writeSafetensors,
-} from "../safetensors/index.ts";
+import { fromFloat32, isFloatDType, openSafetensors, type SafetensorsFile } from "../safetensors/index.ts";
 import type { TensorInfo } from "../safetensors/types.ts";
 import { withAtomicPath } from "../util/atomic.ts";
 import { MergeError } from "./errors.ts";

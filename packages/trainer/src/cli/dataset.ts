@@ -14,15 +14,19 @@ export async function main(argv: string[]): Promise<number> {
     .option("--resolution <px>", "training resolution", "512")
     .option("--caption-extension <ext>", "caption sidecar extension", ".txt")
     .option("--contact-sheet <file>", "where to write the contact sheet PNG")
-    .action(async (dir: string, o: { resolution: string; captionExtension: string; contactSheet?: string }) => {
-      const result = await datasetCheck(dir, {
-        resolution: Number(o.resolution),
-        captionExtension: o.captionExtension.startsWith(".") ? o.captionExtension : `.${o.captionExtension}`,
-        contactSheetPath: o.contactSheet,
-      });
-      process.stdout.write(`${formatCheckTable(result)}\n`);
-      if (result.contactSheetPath) process.stdout.write(`contact sheet: ${result.contactSheetPath}\n`);
-    });
+    .action(
+      async (dir: string, o: { resolution: string; captionExtension: string; contactSheet?: string }) => {
+        const result = await datasetCheck(dir, {
+          resolution: Number(o.resolution),
+          captionExtension: o.captionExtension.startsWith(".")
+            ? o.captionExtension
+            : `.${o.captionExtension}`,
+          contactSheetPath: o.contactSheet,
+        });
+        process.stdout.write(`${formatCheckTable(result)}\n`);
+        if (result.contactSheetPath) process.stdout.write(`contact sheet: ${result.contactSheetPath}\n`);
+      },
+    );
   try {
     await program.parseAsync(argv, { from: "user" });
   } catch (err) {

@@ -32,10 +32,12 @@ interface Flags {
 
 async function resolveConfigFrom(flags: Flags): Promise<TrainConfig> {
   if (flags.config !== undefined) return loadConfig(flags.config);
-  if (flags.fromKohya === undefined) throw new Error("give --config FILE.yaml or --from-kohya FILE.toml|.json");
+  if (flags.fromKohya === undefined)
+    throw new Error("give --config FILE.yaml or --from-kohya FILE.toml|.json");
   const imported = await fromKohya(flags.fromKohya);
   const yaml = kohyaImportToYaml(imported, basename(flags.fromKohya));
-  for (const r of imported.reports) if (r.kind !== "converted") process.stderr.write(`${r.kind}: ${r.key}: ${r.message}\n`);
+  for (const r of imported.reports)
+    if (r.kind !== "converted") process.stderr.write(`${r.kind}: ${r.key}: ${r.message}\n`);
   if (flags.write !== undefined) {
     writeFileSync(flags.write, yaml);
     process.stderr.write(`wrote ${flags.write}\n`);
@@ -66,7 +68,9 @@ export async function main(argv: string[]): Promise<number> {
   try {
     config = await resolveConfigFrom(flags);
   } catch (err) {
-    process.stderr.write(`${err instanceof ConfigError ? err.message : `error: ${(err as Error).message}`}\n`);
+    process.stderr.write(
+      `${err instanceof ConfigError ? err.message : `error: ${(err as Error).message}`}\n`,
+    );
     return 2;
   }
   if (flags.resume !== undefined) config = { ...config, resume: resolve(flags.resume) };

@@ -2,7 +2,10 @@
  * Deterministic initial weights for the demo base model, from the parameter list a model graph asked for
  * (graphInputWeights().shapes). The rules follow PyTorch's / transformers' defaults, which is what the SD
  * models were trained from: Linear and Conv weights and biases uniform in +-1/sqrt(fan_in) (kaiming_uniform with
- * a = sqrt(5)), GroupNorm / LayerNorm weight 1 and bias 0, CLIP token and position embeddings N(0, 0.02).
+ * a = sqrt(5)), GroupNorm / LayerNorm weight 1 and bias 0. Embeddings use PyTorch's nn.Embedding default N(0, 1)
+ * for tokens (not transformers' 0.02): the demo text encoder stays frozen at its initial weights, and unit-size
+ * token vectors dominate the residual stream of the random layers, so different captions give clearly different
+ * embeddings; positions get N(0, 0.1) so they shift but do not drown the tokens.
  */
 import { TorchCpuGenerator } from "../../../engine/src/schedulers/torch-rng.ts";
 import { deriveSeed, Rng } from "../dataset/rng.ts";
@@ -30,7 +33,8 @@ export function initialWeights(shapes: ReadonlyMap<string, readonly number[]>, s
       if (name === "weight") data.fill(1);
     } else if (/embedding$/.test(path)) {
       const normals = new TorchCpuGenerator(tensorSeed).randn(n);
-      for (let i = 0; i < n; i++) data[i] = 0.02 * normals[i];
+      const std = path.endsWith("token_embedding") ? 1 : 0.1;
+      for (let i = 0; i < n; i++) data[i] = std * normals[i];
     } else {
       const weightShape = shapes.get(`${path}.weight`);
       if (!weightShape) throw new Error(`${key}: no ${path}.weight to take the fan-in from`);

@@ -10,7 +10,6 @@
 import { createHash } from "node:crypto";
 import { existsSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { ModelArchitecture } from "../../../prompt-lora/src/architecture/index.ts";
 import {
   type Checkpoint,
   type OpenCheckpointOptions,
@@ -24,6 +23,7 @@ import {
   SD_SCHEDULE,
 } from "../../../engine/src/schedulers/noise-schedule.ts";
 import { ClipTokenizer } from "../../../engine/src/tokenizer/clip-bpe.ts";
+import type { ModelArchitecture } from "../../../prompt-lora/src/architecture/index.ts";
 
 export interface BaseModel {
   checkpoint: Checkpoint;
@@ -70,13 +70,22 @@ export async function openBaseModel(
         : { ...SD_SCHEDULE, predictionType: checkpoint.unet.prediction_type ?? SD_SCHEDULE.predictionType };
     const schedule = createNoiseSchedule({
       ...scheduleConfig,
-      predictionType: (checkpoint.unet.prediction_type as "epsilon" | "v_prediction" | undefined) ??
+      predictionType:
+        (checkpoint.unet.prediction_type as "epsilon" | "v_prediction" | undefined) ??
         scheduleConfig.predictionType,
     });
     const tokenizer = await ClipTokenizer.fromDirectory(tokenizerDir(path, diffusers, opts.tokenizerDir));
     const vaeFactor = 2 ** (checkpoint.vae.block_out_channels.length - 1);
     const sizeMultiple = vaeFactor * 2 ** (checkpoint.unet.block_out_channels.length - 1);
-    return { checkpoint, architecture, schedule, tokenizer, vaeId: fileIdentity(path), sizeMultiple, vaeFactor };
+    return {
+      checkpoint,
+      architecture,
+      schedule,
+      tokenizer,
+      vaeId: fileIdentity(path),
+      sizeMultiple,
+      vaeFactor,
+    };
   } catch (err) {
     await checkpoint.close();
     throw err;

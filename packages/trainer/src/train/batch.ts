@@ -4,6 +4,8 @@
  * (noise, or velocity for v-prediction models), min-SNR-gamma weights, and the text embeddings of the processed
  * captions. Every random draw comes from randomness.ts, keyed by (seed, micro-step).
  */
+
+import type { HostTensor } from "../../../engine/src/runtime/tensor.ts";
 import {
   addNoise,
   applyNoiseOffset,
@@ -11,7 +13,6 @@ import {
   type NoiseSchedule,
   trainingTarget,
 } from "../../../engine/src/schedulers/noise-schedule.ts";
-import type { HostTensor } from "../../../engine/src/runtime/tensor.ts";
 import { type CaptionProcessing, processCaption } from "../dataset/captions.ts";
 import type { Batch } from "../dataset/order.ts";
 import type { PlannedImage } from "../dataset/plan.ts";

@@ -9,15 +9,16 @@
  *    losses.
  * Both files are written atomically (temp file + rename): a kill at any moment leaves the previous files intact.
  */
-import { kohyaName } from "../../../prompt-lora/src/architecture/index.ts";
+
+import type { HostTensor } from "../../../engine/src/runtime/tensor.ts";
+import type { LoraModuleInfo } from "../../../engine/src/training/lora-train-step.ts";
 import type { Adapter, AdapterModule } from "../../../prompt-lora/src/adapters/types.ts";
 import { writeAdapter } from "../../../prompt-lora/src/adapters/write.ts";
+import { kohyaName } from "../../../prompt-lora/src/architecture/index.ts";
 import { fromFloat32 } from "../../../prompt-lora/src/safetensors/dtypes.ts";
 import { openSafetensors } from "../../../prompt-lora/src/safetensors/index.ts";
 import type { DType as StDType, TensorToWrite } from "../../../prompt-lora/src/safetensors/types.ts";
 import { writeSafetensors } from "../../../prompt-lora/src/safetensors/writer.ts";
-import type { HostTensor } from "../../../engine/src/runtime/tensor.ts";
-import type { LoraModuleInfo } from "../../../engine/src/training/lora-train-step.ts";
 import type { DataOrderState } from "../dataset/order.ts";
 import { withSshsHashes } from "../output/hashes.ts";
 
@@ -61,13 +62,29 @@ export async function saveLora(
   const layout: TensorToWrite[] = adapterModules.flatMap((m) => {
     const base = kohyaName("unet", m.path);
     return [
-      { name: `${base}.lora_down.weight`, dtype, shape: m.tensors.down.shape, data: fromFloat32(m.tensors.down.data, dtype) },
-      { name: `${base}.lora_up.weight`, dtype, shape: m.tensors.up.shape, data: fromFloat32(m.tensors.up.data, dtype) },
+      {
+        name: `${base}.lora_down.weight`,
+        dtype,
+        shape: m.tensors.down.shape,
+        data: fromFloat32(m.tensors.down.data, dtype),
+      },
+      {
+        name: `${base}.lora_up.weight`,
+        dtype,
+        shape: m.tensors.up.shape,
+        data: fromFloat32(m.tensors.up.data, dtype),
+      },
       { name: `${base}.alpha`, dtype, shape: [], data: fromFloat32(Float32Array.of(m.alpha ?? 0), dtype) },
     ];
   });
   const full = await withSshsHashes(layout, metadata);
-  const adapter: Adapter = { format: "kohya", family, modules: adapterModules, metadata: full, unknownKeys: [] };
+  const adapter: Adapter = {
+    format: "kohya",
+    family,
+    modules: adapterModules,
+    metadata: full,
+    unknownKeys: [],
+  };
   await writeAdapter(path, adapter, { format: "kohya", dtype });
   return full;
 }
@@ -101,7 +118,12 @@ export async function saveTrainState(
     if (!dtype) throw new Error(`state ${name}: cannot save dtype ${t.dtype}`);
     return { name: `state.${name}`, dtype, shape: [...t.shape], data: t.data };
   });
-  tensors.push({ name: "history.loss", dtype: "F64", shape: [losses.length], data: Float64Array.from(losses) });
+  tensors.push({
+    name: "history.loss",
+    dtype: "F64",
+    shape: [losses.length],
+    data: Float64Array.from(losses),
+  });
   await writeSafetensors(path, tensors, { [RECORD_KEY]: JSON.stringify(record) });
 }
 
@@ -123,7 +145,8 @@ export async function loadTrainState(
   });
   try {
     const raw = file.metadata[RECORD_KEY];
-    if (raw === undefined) throw new ResumeError(path, `not a training-state file (no ${RECORD_KEY} metadata)`);
+    if (raw === undefined)
+      throw new ResumeError(path, `not a training-state file (no ${RECORD_KEY} metadata)`);
     const record = JSON.parse(raw) as TrainStateRecord;
     if (record.version !== 1) throw new ResumeError(path, `unsupported state version ${record.version}`);
     const state = new Map<string, HostTensor>();

@@ -72,7 +72,9 @@ export async function cacheLatents(
           });
           const mean = r.mean.data as Float32Array;
           const logvar = r.logvar.data as Float32Array;
-          const eps = new TorchCpuGenerator(deriveSeed(o.seed, parseInt(key.slice(0, 8), 16))).randn(mean.length);
+          const eps = new TorchCpuGenerator(deriveSeed(o.seed, parseInt(key.slice(0, 8), 16))).randn(
+            mean.length,
+          );
           const sf = base.checkpoint.vae.scaling_factor;
           const data = new Float32Array(mean.length);
           for (let i = 0; i < data.length; i++) data[i] = (mean[i] + Math.exp(0.5 * logvar[i]) * eps[i]) * sf;

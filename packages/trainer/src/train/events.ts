@@ -3,7 +3,14 @@ import type { HealthNote } from "../logging/health.ts";
 
 export type TrainEvent =
   | { type: "log"; level: "info" | "warn"; message: string }
-  | { type: "plan"; text: string; totalSteps: number; stepsPerEpoch: number; epochs: number; startStep: number }
+  | {
+      type: "plan";
+      text: string;
+      totalSteps: number;
+      stepsPerEpoch: number;
+      epochs: number;
+      startStep: number;
+    }
   | {
       type: "step";
       step: number;
@@ -19,7 +26,13 @@ export type TrainEvent =
   | { type: "saved"; step: number; loraPath: string; statePath: string }
   | { type: "sample"; step: number; path: string }
   | { type: "error"; message: string; step?: number }
-  | { type: "done"; status: "done" | "paused" | "cancelled"; step: number; loraPath?: string; health: HealthNote[] };
+  | {
+      type: "done";
+      status: "done" | "paused" | "cancelled";
+      step: number;
+      loraPath?: string;
+      health: HealthNote[];
+    };
 
 export type TrainEventHandler = (event: TrainEvent) => void;
 

@@ -17,7 +17,7 @@ import { textEmbeddingsCacheable } from "../dataset/captions.ts";
 import { DataOrder } from "../dataset/order.ts";
 import { type DataPlan, DatasetError, orderBuckets, planDataset } from "../dataset/plan.ts";
 import { formatPlan } from "../dataset/plan-text.ts";
-import { type MetricsRecord, MetricsWriter } from "../logging/metrics.ts";
+import { MetricsWriter } from "../logging/metrics.ts";
 import { KOHYA_TAGS, TensorBoardWriter } from "../logging/tensorboard.ts";
 import { datasetSummaryFromPlan, trainingMetadata } from "../output/metadata.ts";
 import { type BaseModel, openBaseModel } from "./base-model.ts";
@@ -25,6 +25,7 @@ import type { BatchContext } from "./batch.ts";
 import { loadTrainState, ResumeError, type SavedModule } from "./checkpoint.ts";
 import { cacheLatents, TextEmbedder } from "./encoders.ts";
 import type { TrainEvent, TrainEventHandler } from "./events.ts";
+import { SampleRenderer } from "./sampling.ts";
 import { StepGraphs } from "./step-graphs.ts";
 import { moduleAlpha, unetLoraRanks } from "./targets.ts";
 
@@ -41,6 +42,8 @@ export interface TrainOptions {
   evalEvery?: number;
   /** Pause (save and return) right after this optimizer step. */
   stopAfterStep?: number;
+  /** ORT graph optimization level of the sessions (see DEFAULT_GRAPH_OPTIMIZATION). */
+  graphOptimization?: SessionOptions["graphOptimizationLevel"];
 }
 
 export interface RunLogs {
@@ -75,6 +78,13 @@ export interface RunSetup {
   addCleanup(fn: () => Promise<void>): void;
   release(): Promise<void>;
 }
+
+/**
+ * ORT's graph optimizations ("all") cost seconds of session creation on training graphs (constant folding and
+ * fusions over ~9k nodes) and, measured in bench/train-steps.ts, gain no step speed on CPU; so they are off
+ * unless asked for.
+ */
+export const DEFAULT_GRAPH_OPTIMIZATION: NonNullable<SessionOptions["graphOptimizationLevel"]> = "disabled";
 
 export function optimizerConfig(config: Pick<TrainConfig, "optimizer">): OptimizerConfig {
   // kohya's defaults: AdamW(weight_decay 0.01), Lion(betas 0.9/0.99, wd 0), SGD(momentum 0).
@@ -127,10 +137,16 @@ export function lossSettings(config: TrainConfig, totalSteps: number): Record<st
   };
 }
 
-export async function setupRun(config: TrainConfig, options: TrainOptions, emit: (e: TrainEvent) => void): Promise<RunSetup> {
+export async function setupRun(
+  config: TrainConfig,
+  options: TrainOptions,
+  emit: (e: TrainEvent) => void,
+): Promise<RunSetup> {
   const say = (message: string, level: "info" | "warn" = "info") => emit({ type: "log", level, message });
   if (config.train_text_encoder) {
-    throw new Error("train_text_encoder: true is not supported yet (only the UNet LoRA is trained); set it to false");
+    throw new Error(
+      "train_text_encoder: true is not supported yet (only the UNet LoRA is trained); set it to false",
+    );
   }
   if (config.mixed_precision === "fp16" && config.execution_provider === "cpu") {
     say("mixed_precision: fp16 has no effect on the CPU provider; training in fp32", "warn");
@@ -180,9 +196,14 @@ export async function setupRun(config: TrainConfig, options: TrainOptions, emit:
           `which this model needs (VAE x UNet downsampling): use a resolution and bucket_reso_steps that are multiples of ${base.sizeMultiple}`,
       );
     }
-    const session = sessionOptions(config, (m) => say(m, "warn"));
+    const session = {
+      ...sessionOptions(config, (m) => say(m, "warn")),
+      graphOptimizationLevel: options.graphOptimization ?? DEFAULT_GRAPH_OPTIMIZATION,
+    };
     const ranks = unetLoraRanks(base.architecture.modules, config);
-    const specs = new Map(base.architecture.modules.filter((m) => m.component === "unet").map((m) => [m.path, m]));
+    const specs = new Map(
+      base.architecture.modules.filter((m) => m.component === "unet").map((m) => [m.path, m]),
+    );
 
     mkdirSync(config.output_dir, { recursive: true });
     say(`caching latents of ${plan.images.length} image(s)${config.flip_aug ? " and their mirrors" : ""}`);
@@ -222,7 +243,12 @@ export async function setupRun(config: TrainConfig, options: TrainOptions, emit:
 
     const sessionId = resumed?.record.sessionId ?? randomInt(0, 2 ** 31 - 1);
     const trainingStartedAt = resumed?.record.trainingStartedAt ?? Date.now() / 1000;
-    const metadata = trainingMetadata({ config, dataset: datasetSummaryFromPlan(plan), sessionId, trainingStartedAt });
+    const metadata = trainingMetadata({
+      config,
+      dataset: datasetSummaryFromPlan(plan),
+      sessionId,
+      trainingStartedAt,
+    });
     const family = base.checkpoint.family === "sd1" ? "sd1" : "sd2";
     if (family === "sd2") {
       metadata.ss_v2 = "True";
@@ -230,7 +256,11 @@ export async function setupRun(config: TrainConfig, options: TrainOptions, emit:
     }
     const logs = openLogs(config.output_dir);
     cleanups.push(async () => logs.close());
-    let sampleNoteShown = false;
+    const sampler =
+      config.sample_prompts.length > 0 && config.sample_every_n_steps !== undefined
+        ? new SampleRenderer(config, modules, family, options.tokenizerDir)
+        : undefined;
+    if (sampler) cleanups.push(() => sampler.release());
     return {
       config,
       plan,
@@ -266,12 +296,9 @@ export async function setupRun(config: TrainConfig, options: TrainOptions, emit:
       logs,
       async maybeSample(step, final = false) {
         const every = config.sample_every_n_steps;
-        if (config.sample_prompts.length === 0 || every === undefined) return;
-        if (!final && step % every !== 0) return;
-        if (!sampleNoteShown) {
-          say("sample images are not generated yet: the txt2img pipeline is not part of this build", "warn");
-          sampleNoteShown = true;
-        }
+        if (!sampler || every === undefined || (!final && step % every !== 0)) return;
+        const path = await sampler.render(step, state);
+        emit({ type: "sample", step, path });
       },
       addCleanup: (fn) => cleanups.push(fn),
       release,
@@ -282,7 +309,11 @@ export async function setupRun(config: TrainConfig, options: TrainOptions, emit:
   }
 }
 
-function checkStateMatches(file: string, fresh: Map<string, HostTensor>, saved: Map<string, HostTensor>): void {
+function checkStateMatches(
+  file: string,
+  fresh: Map<string, HostTensor>,
+  saved: Map<string, HostTensor>,
+): void {
   const problems: string[] = [];
   for (const [name, t] of fresh) {
     const s = saved.get(name);
@@ -292,7 +323,10 @@ function checkStateMatches(file: string, fresh: Map<string, HostTensor>, saved: 
   }
   for (const name of saved.keys()) if (!fresh.has(name)) problems.push(`unexpected ${name}`);
   if (problems.length > 0) {
-    throw new ResumeError(file, `the saved state does not fit this model/config: ${problems.slice(0, 5).join("; ")}`);
+    throw new ResumeError(
+      file,
+      `the saved state does not fit this model/config: ${problems.slice(0, 5).join("; ")}`,
+    );
   }
 }
 
@@ -304,7 +338,13 @@ function openLogs(dir: string): RunLogs {
     epochAverage: (epoch, value) => tb.scalars(epoch, { [KOHYA_TAGS.lossEpochAverage]: value }),
     metrics: (record) => {
       const clean = Object.fromEntries(Object.entries(record).filter(([, v]) => v !== undefined));
-      metrics.write({ ...clean, step: record.step, epoch: record.epoch, loss: record.loss, wall_time: Date.now() / 1000 });
+      metrics.write({
+        ...clean,
+        step: record.step,
+        epoch: record.epoch,
+        loss: record.loss,
+        wall_time: Date.now() / 1000,
+      });
     },
     flush: () => {
       tb.flush();

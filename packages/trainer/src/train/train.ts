@@ -14,9 +14,9 @@ import { KOHYA_TAGS } from "../logging/tensorboard.ts";
 import { checkpointMetadata, modelspecMetadata } from "../output/metadata.ts";
 import { type PreparedBatch, prepareBatch } from "./batch.ts";
 import { saveLora, saveTrainState } from "./checkpoint.ts";
+import { FixedBatchEvaluator } from "./evaluation.ts";
 import { NonFiniteLossError, type TrainEvent } from "./events.ts";
 import { type RunSetup, setupRun, type TrainOptions } from "./setup.ts";
-import { FixedBatchEvaluator } from "./evaluation.ts";
 import { runStep, type StepGraph } from "./step-graphs.ts";
 
 export type { TrainOptions } from "./setup.ts";
@@ -45,7 +45,11 @@ export async function train(config: TrainConfig, options: TrainOptions = {}): Pr
   }
 }
 
-async function loop(run: RunSetup, options: TrainOptions, emit: (e: TrainEvent) => void): Promise<TrainResult> {
+async function loop(
+  run: RunSetup,
+  options: TrainOptions,
+  emit: (e: TrainEvent) => void,
+): Promise<TrainResult> {
   const { config, plan, state, losses } = run;
   const k = config.gradient_accumulation_steps;
   const total = plan.totalSteps;
@@ -58,12 +62,18 @@ async function loop(run: RunSetup, options: TrainOptions, emit: (e: TrainEvent) 
     });
   const scaleFeeds: Record<string, HostTensor> = {};
   for (const m of run.modules) {
-    scaleFeeds[m.info.scaleInput] = { dtype: "float32", shape: [], data: Float32Array.of(m.alpha / m.info.rank) };
+    scaleFeeds[m.info.scaleInput] = {
+      dtype: "float32",
+      shape: [],
+      data: Float32Array.of(m.alpha / m.info.rank),
+    };
   }
   const evalLosses: { step: number; loss: number }[] = [];
   const evalEvery = options.evalEvery ?? 0;
   const evaluator =
-    evalEvery > 0 ? await FixedBatchEvaluator.create(run.base, config, plan, run.batchContext, run.modules) : undefined;
+    evalEvery > 0
+      ? await FixedBatchEvaluator.create(run.base, config, plan, run.batchContext, run.modules)
+      : undefined;
   if (evaluator) run.addCleanup(() => evaluator.release());
   const evaluate = async (step: number) => {
     const loss = await (evaluator as FixedBatchEvaluator).loss(state);
@@ -77,7 +87,9 @@ async function loop(run: RunSetup, options: TrainOptions, emit: (e: TrainEvent) 
   let lastLora: string | undefined;
   let savedAtStep = run.resumedFrom === undefined ? -1 : step;
   const save = async (final: boolean) => {
-    const name = final ? `${config.output_name}.safetensors` : `${config.output_name}-step${String(step).padStart(8, "0")}.safetensors`;
+    const name = final
+      ? `${config.output_name}.safetensors`
+      : `${config.output_name}-step${String(step).padStart(8, "0")}.safetensors`;
     const loraPath = join(config.output_dir, name);
     const now = Date.now() / 1000;
     const metadata = {
@@ -105,7 +117,9 @@ async function loop(run: RunSetup, options: TrainOptions, emit: (e: TrainEvent) 
       join(config.output_dir, "loss-curve.png"),
       losses.map((loss, i) => ({ step: i + 1, loss })),
       { title: `${config.output_name}: loss` },
-    ).catch((err: Error) => emit({ type: "log", level: "warn", message: `loss curve not written: ${err.message}` }));
+    ).catch((err: Error) =>
+      emit({ type: "log", level: "warn", message: `loss curve not written: ${err.message}` }),
+    );
     lastSaved = run.statePath;
     lastLora = loraPath;
     savedAtStep = step;
@@ -115,7 +129,12 @@ async function loop(run: RunSetup, options: TrainOptions, emit: (e: TrainEvent) 
   // Prefetch: the next micro-step's feeds are prepared while the current step runs in the worker. The data order
   // position right after taking a batch is kept with it, so a save records where the NEXT batch starts.
   let savedOrder = run.dataOrder.getState();
-  type Prepared = { prepared: PreparedBatch; graph: Promise<StepGraph>; orderAfter: typeof savedOrder; epoch: number };
+  type Prepared = {
+    prepared: PreparedBatch;
+    graph: Promise<StepGraph>;
+    orderAfter: typeof savedOrder;
+    epoch: number;
+  };
   const prepare = async (micro: number): Promise<Prepared> => {
     const { epoch: e, batch } = run.dataOrder.next();
     const orderAfter = run.dataOrder.getState();
@@ -124,6 +143,7 @@ async function loop(run: RunSetup, options: TrainOptions, emit: (e: TrainEvent) 
   };
 
   if (evalEvery > 0 && step === 0) await evaluate(0);
+  if (step === 0) await run.maybeSample(0);
   let pending: Promise<Prepared> | undefined = step < total ? prepare(step * k) : undefined;
   const times: number[] = [];
   let epochLosses: number[] = [];
@@ -137,7 +157,12 @@ async function loop(run: RunSetup, options: TrainOptions, emit: (e: TrainEvent) 
       const micro = step * k + j;
       const current = await (pending as Promise<Prepared>);
       const graph = await current.graph;
-      const running = runStep(graph, { ...current.prepared.feeds, ...scaleFeeds, lr: scalar(lr) }, state, true);
+      const running = runStep(
+        graph,
+        { ...current.prepared.feeds, ...scaleFeeds, lr: scalar(lr) },
+        state,
+        true,
+      );
       const isLast = step + 1 === total && j === k - 1;
       pending = isLast ? undefined : prepare(micro + 1);
       // A failed prefetch must not go unhandled while the step runs; it is awaited (and thrown) next turn.
@@ -157,7 +182,11 @@ async function loop(run: RunSetup, options: TrainOptions, emit: (e: TrainEvent) 
     const loss = lossSum / k;
     if (bad) {
       losses.push(loss);
-      const err = new NonFiniteLossError(step, loss, lastSaved === undefined ? undefined : lastLora ?? lastSaved);
+      const err = new NonFiniteLossError(
+        step,
+        loss,
+        lastSaved === undefined ? undefined : (lastLora ?? lastSaved),
+      );
       emit({ type: "error", message: err.message, step });
       run.logs.metrics({ step, epoch: epoch + 1, loss, lr_unet: lr });
       run.logs.flush();
@@ -171,8 +200,19 @@ async function loop(run: RunSetup, options: TrainOptions, emit: (e: TrainEvent) 
     const recent = times.length > 1 ? times.slice(1).slice(-20) : times;
     const itPerSec = 1000 / mean(recent);
     const evalLoss = evalEvery > 0 && step % evalEvery === 0 ? await evaluate(step) : undefined;
-    run.logs.step(step, { [KOHYA_TAGS.lossCurrent]: loss, [KOHYA_TAGS.lossAverage]: lossAverage, [KOHYA_TAGS.lrUnet]: lr });
-    run.logs.metrics({ step, epoch: epoch + 1, loss, loss_average: lossAverage, lr_unet: lr, eval_loss: evalLoss });
+    run.logs.step(step, {
+      [KOHYA_TAGS.lossCurrent]: loss,
+      [KOHYA_TAGS.lossAverage]: lossAverage,
+      [KOHYA_TAGS.lrUnet]: lr,
+    });
+    run.logs.metrics({
+      step,
+      epoch: epoch + 1,
+      loss,
+      loss_average: lossAverage,
+      lr_unet: lr,
+      eval_loss: evalLoss,
+    });
     emit({
       type: "step",
       step,
@@ -207,7 +247,12 @@ async function loop(run: RunSetup, options: TrainOptions, emit: (e: TrainEvent) 
   // A prefetch still in flight (pause/cancel) must finish before the sessions are released.
   await pending?.catch(() => {});
   const health = trainingHealth(losses);
-  for (const h of health) emit({ type: "log", level: h.kind === "falling" ? "info" : "warn", message: `training health: ${h.message}` });
+  for (const h of health)
+    emit({
+      type: "log",
+      level: h.kind === "falling" ? "info" : "warn",
+      message: `training health: ${h.message}`,
+    });
   emit({ type: "done", status, step, loraPath: lastLora, health });
   return {
     status,

@@ -41,7 +41,10 @@ function startWorker(entry: URL, workerData: unknown): Worker {
 
 export function trainInWorker(config: TrainConfig, o: WorkerTrainOptions = {}): TrainingWorker {
   const control = new Int32Array(new SharedArrayBuffer(4));
-  const entry = new URL(import.meta.url.endsWith(".ts") ? "./worker-entry.ts" : "./worker-entry.js", import.meta.url);
+  const entry = new URL(
+    import.meta.url.endsWith(".ts") ? "./worker-entry.ts" : "./worker-entry.js",
+    import.meta.url,
+  );
   const worker = startWorker(entry, {
     config,
     control,

@@ -1,0 +1,77 @@
+/**
+ * Full fine-tuning step graphs for the demo base model: every weight of the VAE or the UNet is a graph input
+ * (`state_in.<diffusers key>`, nn/module.ts graphInputWeights) updated in-graph by optim/appendTrainStep (AdamW).
+ *
+ * - VAE: x -> encoder -> (mean, logvar) -> z = mean + exp(logvar / 2) * noise -> decoder; loss = mean squared
+ *   reconstruction error + klWeight * mean KL(q(z|x) || N(0, 1)) per latent element (the LDM autoencoder objective
+ *   without its perceptual and adversarial terms, which a 64 px demo codec does not need).
+ * - UNet: epsilon prediction on noised latents with the text embeddings as context; loss = mean squared error.
+ */
+import { GraphBuilder } from "../../../engine/src/graph/builder.ts";
+import type { Value } from "../../../engine/src/graph/ir.ts";
+import { add, exp, mul, reduceMean, sub } from "../../../engine/src/graph/ops/index.ts";
+import type { UNetModelConfig, VaeConfig } from "../../../engine/src/models/configs.ts";
+import { buildUNetGraph } from "../../../engine/src/models/unet/unet.ts";
+import { vaeDecodeLatents, vaeEncodeMoments } from "../../../engine/src/models/vae/autoencoder-kl.ts";
+import { graphInputWeights, ModuleContext } from "../../../engine/src/nn/module.ts";
+import { appendTrainStep, type TrainStepGraph } from "../../../engine/src/optim/train-step.ts";
+import type { Graph } from "../../../engine/src/graph/ir.ts";
+
+export interface FullFineTuneGraph {
+  graph: Graph;
+  step: TrainStepGraph;
+  /** Every parameter (diffusers key -> shape) in build order. */
+  shapes: Map<string, number[]>;
+}
+
+function meanSquare(d: Value): Value {
+  return reduceMean(mul(d, d), undefined, false);
+}
+
+function finish(b: GraphBuilder, loss: Value, shapes: Map<string, number[]>, extra: Record<string, Value>) {
+  const params = b.inputs.filter((v) => v.name.startsWith("state_in."));
+  const step = appendTrainStep(b, {
+    loss,
+    params,
+    optimizer: { kind: "adamw", weightDecay: 0 },
+    maxGradNorm: 1,
+  });
+  for (const [name, v] of Object.entries(extra)) b.output(v, name);
+  return { graph: b.build(), step, shapes };
+}
+
+/**
+ * Inputs: `image` [B, 3, S, S] in [-1, 1], `noise` [B, 4, S/8, S/8] standard normal, `lr`.
+ * Outputs: `loss`, `recon_mse`, `kl` plus the training state.
+ */
+export function vaeTrainGraph(cfg: VaeConfig, batch: number, size: number, klWeight: number): FullFineTuneGraph {
+  const b = new GraphBuilder("demo_vae_train");
+  const w = graphInputWeights();
+  const ctx = new ModuleContext(b, w);
+  const f = 2 ** (cfg.block_out_channels.length - 1);
+  const x = b.input("image", "float32", [batch, cfg.in_channels, size, size]);
+  const noise = b.input("noise", "float32", [batch, cfg.latent_channels, size / f, size / f]);
+  const { mean, logvar } = vaeEncodeMoments(ctx, x, cfg);
+  const z = add(mean, mul(exp(mul(logvar, 0.5)), noise));
+  const recon = vaeDecodeLatents(ctx, z, cfg);
+  const reconMse = meanSquare(sub(recon, x));
+  // KL(N(mu, sigma^2) || N(0, 1)) = (mu^2 + sigma^2 - 1 - log sigma^2) / 2, averaged over latent elements.
+  const kl = mul(reduceMean(sub(add(mul(mean, mean), exp(logvar)), add(logvar, 1)), undefined, false), 0.5);
+  const loss = add(reconMse, mul(kl, klWeight));
+  return finish(b, loss, w.shapes, { recon_mse: reconMse, kl });
+}
+
+/**
+ * Inputs: `sample` (noised latents) [B, 4, h, w], `timestep` [B] float32, `encoder_hidden_states`
+ * [B, 77, ctx], `target` (the noise) [B, 4, h, w], `lr`. Outputs: `loss` plus the training state.
+ */
+export function unetTrainGraph(cfg: UNetModelConfig, batch: number, latentSize: number): FullFineTuneGraph {
+  const w = graphInputWeights();
+  const { ctx } = buildUNetGraph(cfg, w, { batch, height: latentSize, width: latentSize, seqLen: 77 });
+  const b = ctx.b;
+  const out = b.outputs.find((v) => v.name === "out");
+  if (!out) throw new Error("UNet graph has no output named out");
+  b.outputs.length = 0;
+  const target = b.input("target", "float32", [batch, cfg.out_channels, latentSize, latentSize]);
+  return finish(b, meanSquare(sub(out, target)), w.shapes, {});
+}

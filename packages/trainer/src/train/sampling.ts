@@ -1,0 +1,90 @@
+/**
+ * Sample images while training (sample_prompts + sample_every_n_steps), through the engine's txt2img pipeline
+ * and kohya's sample-prompt syntax (`a cat --n blurry --w 512 --h 512 --d 42 --s 20 --l 7`): the LoRA being
+ * trained is fed to the pipeline's adapter-input graphs, so one set of sessions serves every sample round. A round
+ * runs before the first step (the "before" picture, as kohya's sample_at_first) and every N steps, and writes one
+ * grid PNG per round: <output_dir>/samples/<output_name>-step<8 digits>.png.
+ */
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { parseSamplePromptLine, type SamplePrompt } from "../../../engine/src/pipeline/sample-prompts.ts";
+import { renderSamples } from "../../../engine/src/pipeline/samples.ts";
+import { SdModel } from "../../../engine/src/pipeline/sd-model.ts";
+import { Txt2ImgPipeline } from "../../../engine/src/pipeline/txt2img.ts";
+import type { HostTensor } from "../../../engine/src/runtime/tensor.ts";
+import type { Adapter } from "../../../prompt-lora/src/adapters/types.ts";
+import type { TrainConfig } from "../config/schema.ts";
+import type { SavedModule } from "./checkpoint.ts";
+
+export class SampleRenderer {
+  private pipe: Promise<Txt2ImgPipeline> | undefined;
+  readonly prompts: SamplePrompt[];
+
+  constructor(
+    private readonly config: TrainConfig,
+    private readonly modules: readonly SavedModule[],
+    private readonly family: "sd1" | "sd2",
+    private readonly tokenizerDir: string | undefined,
+  ) {
+    this.prompts = config.sample_prompts.map((p, i) => parseSamplePromptLine(p, i + 1, "sample_prompts"));
+  }
+
+  /** Renders every prompt with the LoRA in `state`; returns the grid's path. */
+  async render(step: number, state: ReadonlyMap<string, HostTensor>): Promise<string> {
+    this.pipe ??= SdModel.open({
+      model: this.config.base_model,
+      tokenizer: this.tokenizerDir,
+      executionProvider: this.config.execution_provider === "cuda" ? "cuda" : "cpu",
+      intraOpThreads: this.config.threads,
+      worker: false,
+      onMessage: () => {},
+    }).then((m) => new Txt2ImgPipeline(m));
+    const pipe = await this.pipe;
+    const gridPath = join(
+      this.config.output_dir,
+      "samples",
+      `${this.config.output_name}-step${String(step).padStart(8, "0")}.png`,
+    );
+    mkdirSync(join(this.config.output_dir, "samples"), { recursive: true });
+    await renderSamples(pipe, this.prompts, {
+      adapter: this.adapter(state),
+      defaults: {
+        width: this.config.resolution[0],
+        height: this.config.resolution[1],
+        seed: this.config.seed,
+        steps: 20,
+        cfg: 7,
+        sampler: "DDIM",
+      },
+      gridPath,
+    });
+    return gridPath;
+  }
+
+  private adapter(state: ReadonlyMap<string, HostTensor>): Adapter {
+    return {
+      format: "kohya",
+      family: this.family,
+      metadata: {},
+      unknownKeys: [],
+      modules: this.modules.map((m) => ({
+        component: "unet",
+        path: m.info.path,
+        kind: "lora",
+        layer: m.layer,
+        alpha: m.alpha,
+        tensors: {
+          down: {
+            shape: [...m.info.downShape],
+            data: (state.get(m.info.downState)!.data as Float32Array).slice(),
+          },
+          up: { shape: [...m.info.upShape], data: (state.get(m.info.upState)!.data as Float32Array).slice() },
+        },
+      })),
+    };
+  }
+
+  async release(): Promise<void> {
+    if (this.pipe) await (await this.pipe).model.close();
+  }
+}
