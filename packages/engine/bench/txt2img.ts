@@ -144,7 +144,11 @@ async function sd15Bench(): Promise<void> {
       };
       // Plain (no LoRA inputs) sessions live in a second SdModel on the same file, so both graphs stay cached
       // and their step times can be measured interleaved (the machine's load drifts by 2x within minutes).
-      const plainModel = await SdModel.open({ model: path, tokenizer: `${FIXTURES}clip-tokenizer`, ...quiet });
+      const plainModel = await SdModel.open({
+        model: path,
+        tokenizer: `${FIXTURES}clip-tokenizer`,
+        ...quiet,
+      });
       try {
         const plain = new Txt2ImgPipeline(plainModel);
         let t = performance.now();

@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { copyFileSync, mkdirSync, readFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -101,6 +101,8 @@ test("generate: --init-latents reproduces the 07 DDIM reference image; PNG infot
     "4",
     "--lora-dir",
     join(tiny.dir, "Lora"),
+    "--cache-dir",
+    join(tiny.dir, "cache"),
     "--sampler",
     "DDIM",
     "--steps",
@@ -122,6 +124,7 @@ test("generate: --init-latents reproduces the 07 DDIM reference image; PNG infot
   assert.equal(r.code, 0, r.stderr);
   const json = JSON.parse(r.stdout);
   assert.deepEqual(json.outputs, [out]);
+  assert.ok(existsSync(join(tiny.dir, "cache", "lora-library-cache.json")), "library cache not written");
   assert.equal(json.settings.seed, 42);
 
   const png = readFileSync(out);

@@ -90,35 +90,47 @@ try {
   await copyFile(basePath, copyPath);
   await rm(copyPath);
 
-  t = performance.now();
-  await copyFile(basePath, copyPath);
-  const copyMs = performance.now() - t;
-  t = performance.now();
-  await fsyncFile(copyPath);
-  const copySyncMs = copyMs + (performance.now() - t);
-  await rm(copyPath);
-
-  t = performance.now();
-  const report = await bakeCheckpoint({ base: basePath, output: bakedPath, adapters });
-  const bakeMs = performance.now() - t; // includes fsync + rename (atomic output)
-  await rm(bakedPath);
-
-  t = performance.now();
-  await copyFile(basePath, copyPath);
-  const copyMs2 = performance.now() - t;
-
-  const copyBest = Math.min(copyMs, copyMs2);
-  console.log(
-    `baked tensors: ${report.bakedTensors.length}, copied raw: ${report.copiedTensors}, unmatched: ${report.unmatchedModules.length}`,
-  );
-  console.log(
-    `fs.copyFile:          ${(copyMs / 1000).toFixed(2)} s, again after bake ${(copyMs2 / 1000).toFixed(2)} s`,
-  );
-  console.log(`fs.copyFile + fsync:  ${(copySyncMs / 1000).toFixed(2)} s`);
-  console.log(`bake (incl. fsync):   ${(bakeMs / 1000).toFixed(2)} s`);
-  console.log(
-    `ratio bake / copy: ${(bakeMs / copyBest).toFixed(2)}x   bake / (copy + fsync): ${(bakeMs / copySyncMs).toFixed(2)}x   (target <= 1.5x)`,
-  );
+  // A/B interleaved (the machine may be shared): each round times a copy, then a bake with the worker pool
+  // (default) and one in this thread only (workers: 0). CPU time is the whole process's (all threads).
+  const cpuSeconds = (since: NodeJS.CpuUsage) => {
+    const u = process.cpuUsage(since);
+    return (u.user + u.system) / 1e6;
+  };
+  const rounds = Number(process.env.BAKE_ROUNDS ?? 2);
+  const ratios: Record<string, number[]> = { pool: [], "in-process": [] };
+  for (let round = 0; round < rounds; round++) {
+    t = performance.now();
+    let cpu = process.cpuUsage();
+    await copyFile(basePath, copyPath);
+    const copyMs = performance.now() - t;
+    const copyCpu = cpuSeconds(cpu);
+    await fsyncFile(copyPath);
+    const copySyncMs = performance.now() - t;
+    await rm(copyPath);
+    console.log(
+      `round ${round + 1}: fs.copyFile ${(copyMs / 1000).toFixed(2)} s (${copyCpu.toFixed(2)} s CPU), + fsync ${(copySyncMs / 1000).toFixed(2)} s`,
+    );
+    for (const [label, workers] of [
+      ["pool", undefined],
+      ["in-process", 0],
+    ] as const) {
+      t = performance.now();
+      cpu = process.cpuUsage();
+      const report = await bakeCheckpoint({ base: basePath, output: bakedPath, adapters, workers });
+      const bakeMs = performance.now() - t; // includes fsync + rename (atomic output)
+      const bakeCpu = cpuSeconds(cpu);
+      await rm(bakedPath);
+      ratios[label].push(bakeMs / copyMs);
+      console.log(
+        `  bake ${label.padEnd(10)} ${(bakeMs / 1000).toFixed(2)} s wall, ${bakeCpu.toFixed(2)} s CPU; ` +
+          `${report.bakedTensors.length} baked, ${report.copiedTensors} copied raw, ${report.unmatchedModules.length} unmatched; ` +
+          `bake / copy ${(bakeMs / copyMs).toFixed(2)}x, bake / (copy + fsync) ${(bakeMs / copySyncMs).toFixed(2)}x`,
+      );
+    }
+  }
+  for (const [label, r] of Object.entries(ratios)) {
+    console.log(`best ratio bake (${label}) / copy: ${Math.min(...r).toFixed(2)}x (target <= 1.5x)`);
+  }
 } finally {
   await rm(dir, { recursive: true, force: true });
 }

@@ -41,7 +41,8 @@ test("kill -9 after a save, then resume: the same per-step losses as an uninterr
     noise_offset: 0.05,
   };
 
-  const reference = await train(tinyConfig(data, tempDir("ls-resume-ref-"), settings));
+  const fast = { graphOptimization: "disabled" } as const; // short runs: session creation dominates
+  const reference = await train(tinyConfig(data, tempDir("ls-resume-ref-"), settings), fast);
   assert.equal(reference.losses.length, STEPS);
 
   // The child: the CLI on a YAML file with the same settings, killed as soon as it reports the step-4 save.
@@ -88,7 +89,7 @@ test("kill -9 after a save, then resume: the same per-step losses as an uninterr
     "child before the kill",
   );
 
-  const resumed = await train(tinyConfig(data, out, { ...settings, resume: out }));
+  const resumed = await train(tinyConfig(data, out, { ...settings, resume: out }), fast);
   assert.equal(resumed.status, "done");
   assertSameLosses(resumed.losses, reference.losses, "resumed after SIGKILL");
 
@@ -96,6 +97,7 @@ test("kill -9 after a save, then resume: the same per-step losses as an uninterr
   const wOut = tempDir("ls-resume-worker-");
   let pausedAt = 0;
   const w = trainInWorker(tinyConfig(data, wOut, settings), {
+    ...fast,
     onEvent: (e) => {
       if (e.type === "step" && e.step === 3) {
         pausedAt = e.step;
@@ -106,6 +108,6 @@ test("kill -9 after a save, then resume: the same per-step losses as an uninterr
   const paused = await w.done;
   assert.equal(paused.status, "paused");
   assert.ok(paused.step >= pausedAt && paused.step < STEPS, `paused at ${paused.step}`);
-  const continued = await train(tinyConfig(data, wOut, { ...settings, resume: wOut }));
+  const continued = await train(tinyConfig(data, wOut, { ...settings, resume: wOut }), fast);
   assertSameLosses(continued.losses, reference.losses, "resumed after pause");
 });

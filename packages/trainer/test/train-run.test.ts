@@ -45,7 +45,11 @@ test("a 40-step LoRA run on the tiny model lowers the fixed-batch loss and write
     sample_every_n_steps: 20,
   });
   const events: string[] = [];
-  const result = await train(config, { evalEvery: 4, onEvent: (e) => events.push(e.type) });
+  const result = await train(config, {
+    evalEvery: 4,
+    graphOptimization: "disabled",
+    onEvent: (e) => events.push(e.type),
+  });
 
   assert.equal(result.status, "done");
   assert.equal(result.losses.length, 40);
@@ -142,7 +146,7 @@ test("a 40-step LoRA run on the tiny model lowers the fixed-batch loss and write
     width: 8,
     lora: { component: "unet", ranks },
   });
-  const unet = await Session.create(graph, { onMessage: () => {} });
+  const unet = await Session.create(graph, { graphOptimizationLevel: "disabled", onMessage: () => {} });
   const evalLoss = async (strength: number) => {
     const batch = epochBatches(orderBuckets(plan), 1, config.seed, 0)[0];
     let sum = 0;

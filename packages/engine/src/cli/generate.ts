@@ -2,7 +2,8 @@
  * `pnpm generate "<prompt>" --model PATH [options]`: txt2img with LoRAs named in the prompt, PNGs carrying the
  * WebUI infotext. Also `pnpm engine generate ...`.
  */
-import { resolve } from "node:path";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Command, Option } from "commander";
 import { readSafetensors } from "../../../prompt-lora/src/safetensors/index.ts";
@@ -18,6 +19,7 @@ interface GenerateFlags {
   negative: string;
   model: string;
   loraDir?: string;
+  cacheDir: string;
   tokenizer?: string;
   sampler: string;
   steps: number;
@@ -32,6 +34,11 @@ interface GenerateFlags {
   threads?: number;
   textEncoderHeads?: number;
   json?: boolean;
+}
+
+/** $XDG_CACHE_HOME/lora-studio, else ~/.cache/lora-studio. */
+export function defaultCacheDir(): string {
+  return join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "lora-studio");
 }
 
 /** Output file of image i: the given path for a single image, else <stem>-<i><ext>. */
@@ -70,6 +77,7 @@ export async function runGenerate(prompt: string, f: GenerateFlags): Promise<voi
       prompt,
       negative: f.negative,
       loraDir: f.loraDir,
+      cacheDir: f.cacheDir,
       loraMode: f.loraMode,
       sampler: f.sampler,
       steps: f.steps,
@@ -139,6 +147,11 @@ export function generateCommand(name = "generate"): Command {
     .option(
       "--lora-dir <dir>",
       "folder the <lora:name> tokens are looked up in (file name or ss_output_name)",
+    )
+    .option(
+      "--cache-dir <dir>",
+      "cache of the Lora folder listing (headers, hashes) so files are hashed once",
+      defaultCacheDir(),
     )
     .option(
       "--tokenizer <dir>",

@@ -51,6 +51,8 @@ export async function lorasFromPrompt(text: string, o: PromptLoraOptions = {}): 
   }
   const warnings = [...parsed.warnings];
   for (const u of parsed.unknown) warnings.push(`unknown extra-network token ${u.token} ignored`);
+  for (const n of parsed.networks)
+    if (n.type === "hypernet") warnings.push(`hypernetworks are not supported: ${n.token} ignored`);
   const loraTokens = parsed.networks.filter((n) => n.type === "lora");
   if (loraTokens.length === 0)
     return { prompt: parsed.prompt, stack: null, loras: [], missing: [], warnings };

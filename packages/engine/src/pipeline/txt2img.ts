@@ -9,9 +9,11 @@
  * `setLoras(stack, "baked")` builds separate sessions on patched weights instead (the WebUI way, for comparison).
  */
 import type { Adapter } from "@lora-studio/prompt-lora";
+import { vaeScaleFactor } from "../models/vae/autoencoder-kl.ts";
 import type { HostTensor } from "../runtime/tensor.ts";
 import { denoise, guideBatchedOutput } from "../schedulers/denoise.ts";
-import { createSampler } from "../schedulers/samplers/index.ts";
+import { createSampler, isSamplerName } from "../schedulers/samplers/index.ts";
+import { SAMPLER_NAMES } from "../schedulers/samplers/types.ts";
 import { PerImageNoise } from "../schedulers/torch-rng.ts";
 import { applyEmphasis, type EmphasisMode, padChunks, tokenizePromptChunks } from "../tokenizer/chunking.ts";
 import { adapterFeeds, type GraphComponent } from "./adapter-inputs.ts";
@@ -97,7 +99,7 @@ export class Txt2ImgPipeline {
 
   /** Creates (or finds) every session a generation of this shape needs; returns once they are ready. */
   async prepare(o: { width: number; height: number; batch: number; chunks?: number }): Promise<void> {
-    const f = 8;
+    const f = vaeScaleFactor(this.model.checkpoint.vae);
     await Promise.all([
       this.model.session("text_encoder", { batch: 1 }, this.mode.te),
       this.model.session(
@@ -148,7 +150,30 @@ export class Txt2ImgPipeline {
   }
 
   /** Runs the whole pipeline. */
+  /** Throws a PipelineError for a bad size / batch / step count / sampler; returns the VAE's size factor. */
+  private checkOptions(o: Omit<Txt2ImgOptions, "prompt">): number {
+    const factor = vaeScaleFactor(this.model.checkpoint.vae);
+    for (const [what, v] of [
+      ["width", o.width ?? 512],
+      ["height", o.height ?? 512],
+    ] as const) {
+      if (!Number.isInteger(v) || v <= 0 || v % factor !== 0)
+        throw new PipelineError(`${what} must be a positive multiple of ${factor}, got ${v}`);
+    }
+    for (const [what, v] of [
+      ["batch", o.batch ?? 1],
+      ["steps", o.steps ?? 20],
+    ] as const) {
+      if (!Number.isInteger(v) || v < 1)
+        throw new PipelineError(`${what} must be a positive integer, got ${v}`);
+    }
+    if (!isSamplerName(o.sampler ?? "Euler a"))
+      throw new PipelineError(`unknown sampler "${o.sampler}"; known: ${SAMPLER_NAMES.join(", ")}`);
+    return factor;
+  }
+
   async generate(o: Txt2ImgOptions): Promise<Txt2ImgResult> {
+    this.checkOptions(o);
     const t0 = performance.now();
     const text = await this.encodePrompts([o.negative ?? "", o.prompt], o.emphasis);
     const t1 = performance.now();
@@ -170,18 +195,7 @@ export class Txt2ImgPipeline {
     const cfg = o.cfg ?? 7;
     const samplerName = o.sampler ?? "Euler a";
     const seed = o.seed ?? Math.floor(Math.random() * 2 ** 32);
-    const factor = 2 ** (this.model.checkpoint.vae.block_out_channels.length - 1);
-    for (const [what, v] of [
-      ["width", width],
-      ["height", height],
-    ] as const) {
-      if (!Number.isInteger(v) || v <= 0 || v % factor !== 0)
-        throw new PipelineError(`${what} must be a positive multiple of ${factor}, got ${v}`);
-    }
-    if (!Number.isInteger(batch) || batch < 1)
-      throw new PipelineError(`batch must be a positive integer, got ${batch}`);
-    if (!Number.isInteger(steps) || steps < 1)
-      throw new PipelineError(`steps must be a positive integer, got ${steps}`);
+    const factor = this.checkOptions(o);
     const h = height / factor;
     const w = width / factor;
     const c = this.model.latentChannels;

@@ -60,10 +60,21 @@ export class Rng {
     return r * Math.cos(t);
   }
 
-  /** Fills a new Float32Array with standard normals. */
+  /**
+   * Fills a new Float32Array with standard normals: the same sequence as calling gaussian() n times, but
+   * Box-Muller pairs are written directly (no per-value spare bookkeeping), which is several times faster.
+   */
   gaussianArray(n: number, std = 1): Float32Array {
     const out = new Float32Array(n);
-    for (let i = 0; i < n; i++) out[i] = this.gaussian() * std;
+    let i = 0;
+    if (n > 0 && this.spare !== undefined) out[i++] = this.gaussian() * std;
+    for (; i + 1 < n; i += 2) {
+      const r = Math.sqrt(-2 * Math.log(this.uniform()));
+      const t = 2 * Math.PI * this.uniform();
+      out[i] = r * Math.cos(t) * std;
+      out[i + 1] = r * Math.sin(t) * std;
+    }
+    if (i < n) out[i] = this.gaussian() * std;
     return out;
   }
 }

@@ -11,55 +11,32 @@
  * chunk k and sum chunks in float64 when k is large). m must be even and n a multiple of 16 (callers pad).
  */
 
-const I32 = 0x7f;
-const V128 = 0x7b;
-
-function uleb(v: number): number[] {
-  const out: number[] = [];
-  do {
-    let byte = v & 0x7f;
-    v >>>= 7;
-    if (v !== 0) byte |= 0x80;
-    out.push(byte);
-  } while (v !== 0);
-  return out;
-}
-
-function sleb(v: number): number[] {
-  const out: number[] = [];
-  for (;;) {
-    const byte = v & 0x7f;
-    v >>= 7;
-    const done = (v === 0 && (byte & 0x40) === 0) || (v === -1 && (byte & 0x40) !== 0);
-    out.push(done ? byte : byte | 0x80);
-    if (done) return out;
-  }
-}
-
-const str = (s: string): number[] => [...uleb(s.length), ...Buffer.from(s, "utf8")];
-const section = (id: number, body: number[]): number[] => [id, ...uleb(body.length), ...body];
-const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
-
-// Instruction encoders (WebAssembly core + SIMD opcodes).
-const get = (i: number) => [0x20, ...uleb(i)];
-const set = (i: number) => [0x21, ...uleb(i)];
-const i32c = (v: number) => [0x41, ...sleb(v)];
-const add32 = [0x6a];
-const mul32 = [0x6c];
-const geU32 = [0x4f];
-const block = [0x02, 0x40];
-const loop = [0x03, 0x40];
-const end = [0x0b];
-const br = (d: number) => [0x0c, ...uleb(d)];
-const brIf = (d: number) => [0x0d, ...uleb(d)];
-const f32load = [0x2a, 2, 0];
-const simd = (op: number) => [0xfd, ...uleb(op)];
-const v128load = (offset: number) => [...simd(0x00), 4, ...uleb(offset)];
-const v128store = (offset: number) => [...simd(0x0b), 4, ...uleb(offset)];
-const v128zero = [...simd(0x0c), ...new Array(16).fill(0)];
-const f32x4splat = simd(0x13);
-const f32x4add = simd(0xe4);
-const f32x4mul = simd(0xe6);
+import {
+  add32,
+  block,
+  br,
+  brIf,
+  end,
+  f32load,
+  f32x4add,
+  f32x4mul,
+  f32x4splat,
+  get,
+  geU32,
+  I32,
+  i32c,
+  loop,
+  mul32,
+  section,
+  set,
+  str,
+  uleb,
+  V128,
+  v128load,
+  v128store,
+  v128zero,
+  vec,
+} from "./wasm-asm.ts";
 
 // Locals: params 0..5 = aPtr, bPtr, cPtr, m, k, n; then i32 scratch, then v128 accumulators.
 const [A, B, C, M, K, N] = [0, 1, 2, 3, 4, 5];

@@ -14,14 +14,15 @@
 import { randomBytes } from "node:crypto";
 import { chmod, copyFile, mkdir, open, readdir, realpath, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
-import { moduleDelta } from "../adapters/delta.ts";
 import type { AdapterModule, ModelFamily } from "../adapters/types.ts";
 import { diffusersCheckpointTarget, originalCheckpointTarget } from "../architecture/index.ts";
-import { matmul, matrix } from "../math/matrix.ts";
-import { fromFloat32, isFloatDType, openSafetensors, type SafetensorsFile } from "../safetensors/index.ts";
+import { openSafetensors, type SafetensorsFile } from "../safetensors/index.ts";
 import type { TensorInfo } from "../safetensors/types.ts";
 import { withAtomicPath } from "../util/atomic.ts";
+import { defaultWorkerCount, WorkerPool } from "../util/worker-pool.ts";
 import { MergeError } from "./errors.ts";
+import { type Patch, patchedTensor } from "./patch.ts";
+import { mergeWorkerEntry, reviveMergeError } from "./pool.ts";
 import { multiplierFor, stackAdapters } from "./stack.ts";
 import type { ProgressCallback, StackEntry } from "./types.ts";
 
@@ -38,6 +39,8 @@ export interface BakeOptions {
   /** Replace an existing output (never the base). */
   overwrite?: boolean;
   onProgress?: ProgressCallback;
+  /** Worker threads computing the patched tensors (default: util/worker-pool defaultWorkerCount()); 0: none. */
+  workers?: number;
 }
 
 export interface BakeReport {
@@ -46,14 +49,6 @@ export interface BakeReport {
   /** Modules whose target weight the checkpoint lacks ("component:path -> key"); nothing was applied for them. */
   unmatchedModules: string[];
   copiedTensors: number;
-}
-
-/** One delta to add to a checkpoint tensor (a row slice of it for fused tensors). */
-interface Patch {
-  module: AdapterModule;
-  rows?: [number, number];
-  /** DoRA modules: applied one adapter at a time from the base weight, with this multiplier. */
-  doraMultiplier?: number;
 }
 
 export async function bakeCheckpoint(opts: BakeOptions): Promise<BakeReport> {
@@ -80,8 +75,16 @@ export async function bakeCheckpoint(opts: BakeOptions): Promise<BakeReport> {
     try {
       noteUnmatched(file, patches, report);
       const total = totalBytes(file);
-      await bakeFile(file, opts.output, patches, report, (done, label) =>
-        opts.onProgress?.(done, total, label),
+      await withPatchRunner(opts, patches.size, (compute, lanes) =>
+        bakeFile(
+          file,
+          opts.output,
+          patches,
+          report,
+          (done, label) => opts.onProgress?.(done, total, label),
+          compute,
+          lanes,
+        ),
       );
     } finally {
       await file.close();
@@ -114,31 +117,58 @@ export async function bakeCheckpoint(opts: BakeOptions): Promise<BakeReport> {
   const sizes = await Promise.all(files.map(async (f) => (await stat(join(opts.base, f))).size));
   const total = sizes.reduce((a, b) => a + b, 0);
   let before = 0;
-  await atomicFolder(opts.output, opts.overwrite === true, async (tmp) => {
-    for (let i = 0; i < files.length; i++) {
-      const f = files[i];
-      const dest = join(tmp, f);
-      await mkdir(dirname(dest), { recursive: true });
-      const patches = byFile.get(f);
-      if (patches) {
-        const file = await openSafetensors(join(opts.base, f));
-        try {
-          noteUnmatched(file, patches, report);
-          const offset = before;
-          await bakeFile(file, dest, patches, report, (done, label) =>
-            opts.onProgress?.(offset + done, total, `${f}: ${label}`),
-          );
-        } finally {
-          await file.close();
+  let targets = 0;
+  for (const m of byFile.values()) targets += m.size;
+  await withPatchRunner(opts, targets, (compute, lanes) =>
+    atomicFolder(opts.output, opts.overwrite === true, async (tmp) => {
+      for (let i = 0; i < files.length; i++) {
+        const f = files[i];
+        const dest = join(tmp, f);
+        await mkdir(dirname(dest), { recursive: true });
+        const patches = byFile.get(f);
+        if (patches) {
+          const file = await openSafetensors(join(opts.base, f));
+          try {
+            noteUnmatched(file, patches, report);
+            const offset = before;
+            await bakeFile(
+              file,
+              dest,
+              patches,
+              report,
+              (done, label) => opts.onProgress?.(offset + done, total, `${f}: ${label}`),
+              compute,
+              lanes,
+            );
+          } finally {
+            await file.close();
+          }
+        } else {
+          await copyFile(join(opts.base, f), dest);
         }
-      } else {
-        await copyFile(join(opts.base, f), dest);
+        before += sizes[i];
+        opts.onProgress?.(before, total, f);
       }
-      before += sizes[i];
-      opts.onProgress?.(before, total, f);
-    }
-  });
+    }),
+  );
   return report;
+}
+
+/** Runs `bake` with a worker pool for the patches (closed afterwards), or in-process with workers: 0. */
+async function withPatchRunner<R>(
+  opts: BakeOptions,
+  tensors: number,
+  bake: (compute: PatchRunner, lanes: number) => Promise<R>,
+): Promise<R> {
+  const workers = Math.min(opts.workers ?? defaultWorkerCount(), tensors);
+  if (workers < 1) return bake(patchRunner(undefined), 1);
+  const pool = new WorkerPool(mergeWorkerEntry(), workers, reviveMergeError);
+  try {
+    // One lane more than workers, so a worker never idles while its lane writes.
+    return await bake(patchRunner(pool), workers + 1);
+  } finally {
+    await pool.close();
+  }
 }
 
 /** Stacks the non-DoRA modules exactly (scale 1); DoRA modules stay per adapter (they need W). */
@@ -187,12 +217,33 @@ function totalBytes(file: SafetensorsFile): number {
 /** Patched tensors computed while the kernel copies the file wait in memory up to this many bytes. */
 const PENDING_BYTES = 256 << 20;
 
+/** Computes patched tensors: in a worker pool when there is one, else in this thread. */
+type PatchRunner = (file: SafetensorsFile, info: TensorInfo, list: Patch[]) => Promise<Uint8Array>;
+
+function patchRunner(pool: WorkerPool | undefined): PatchRunner {
+  if (!pool) return patchedTensor;
+  return (file, info, patches) =>
+    pool.run<Uint8Array>("patchTensor", { path: file.path, info, patches: patches.map(compactPatch) });
+}
+
+/** The patch with tensors that own their buffers, so posting it to a worker copies no unrelated bytes. */
+function compactPatch(p: Patch): Patch {
+  const tensors: AdapterModule["tensors"] = {};
+  for (const [name, t] of Object.entries(p.module.tensors)) {
+    if (!t) continue;
+    const owns = t.data.byteOffset === 0 && t.data.byteLength === t.data.buffer.byteLength;
+    tensors[name] = owns ? t : { shape: t.shape, data: t.data.slice() };
+  }
+  return { ...p, module: { ...p.module, tensors } };
+}
+
 /**
  * Writes `file` plus patches to `output`. A bake keeps every tensor's dtype and shape, so the output has the
  * base's exact header and layout: the file is copied by the kernel (fs.copyFile: copy_file_range, or a reflink
  * where the filesystem has them), no byte of an untargeted tensor passes through JS, and each targeted tensor is
- * then overwritten in place at its own offset. Patched tensors are computed while the copy runs (bounded by
- * PENDING_BYTES), one tensor decoded at a time. Temp file + fsync + rename via withAtomicPath.
+ * then overwritten in place at its own offset. Patched tensors are computed while the copy runs, several at a
+ * time on the worker pool (bounded by PENDING_BYTES), and written as they finish once the copy is done.
+ * Temp file + fsync + rename via withAtomicPath.
  */
 async function bakeFile(
   file: SafetensorsFile,
@@ -200,110 +251,75 @@ async function bakeFile(
   patches: Map<string, Patch[]>,
   report: BakeReport,
   progress: (doneBytes: number, label: string) => void,
+  compute: PatchRunner,
+  lanes: number,
 ): Promise<void> {
   const targeted = [...file.tensors.values()].filter((info) => patches.has(info.name));
   const untargetedBytes = totalBytes(file) - targeted.reduce((n, t) => n + t.byteLength, 0);
   const mode = (await stat(file.path)).mode & 0o777;
   await withAtomicPath(output, async (tmp) => {
-    let copied = false;
-    const copy = copyFile(file.path, tmp).then(() => {
-      copied = true;
-    });
-    copy.catch(() => {}); // surfaced by the await below
-    const pending: { info: TensorInfo; bytes: Uint8Array }[] = [];
-    let pendingBytes = 0;
-    let next = 0;
-    while (next < targeted.length && !copied && pendingBytes + targeted[next].byteLength <= PENDING_BYTES) {
-      const info = targeted[next++];
-      pending.push({ info, bytes: await patchedTensor(file, info, patches.get(info.name)!) });
-      pendingBytes += info.byteLength;
-    }
-    await copy;
-    await chmod(tmp, mode | 0o200); // the base may be read-only; the copy must take our writes
-    report.copiedTensors += file.tensors.size - targeted.length;
+    // The copy runs in libuv's thread pool; the handle for the in-place writes opens once it is done.
     let done = untargetedBytes;
-    progress(done, "copy");
-    const handle = await open(tmp, "r+");
-    try {
-      const put = async (info: TensorInfo, bytes: Uint8Array) => {
-        if (bytes.byteLength !== info.byteLength) {
-          throw new MergeError(
-            "SHAPE_MISMATCH",
-            `patched tensor has ${bytes.byteLength} bytes, expected ${info.byteLength}`,
-            info.name,
-            file.path,
-          );
-        }
-        for (let at = 0; at < bytes.byteLength; ) {
-          const { bytesWritten } = await handle.write(bytes, at, bytes.byteLength - at, info.fileOffset + at);
-          at += bytesWritten;
-        }
-        report.bakedTensors.push(info.name);
-        done += info.byteLength;
-        progress(done, info.name);
-      };
-      for (const p of pending.splice(0)) await put(p.info, p.bytes);
-      for (; next < targeted.length; next++) {
-        const info = targeted[next];
-        await put(info, await patchedTensor(file, info, patches.get(info.name)!));
+    const ready = copyFile(file.path, tmp).then(async () => {
+      await chmod(tmp, mode | 0o200); // the base may be read-only; the copy must take our writes
+      report.copiedTensors += file.tensors.size - targeted.length;
+      progress(done, "copy");
+      return open(tmp, "r+");
+    });
+    ready.catch(() => {}); // surfaced by the awaits below
+    let pendingBytes = 0;
+    let wake: (() => void) | undefined;
+    const put = async (info: TensorInfo, bytes: Uint8Array) => {
+      if (bytes.byteLength !== info.byteLength) {
+        throw new MergeError(
+          "SHAPE_MISMATCH",
+          `patched tensor has ${bytes.byteLength} bytes, expected ${info.byteLength}`,
+          info.name,
+          file.path,
+        );
       }
+      const handle = await ready;
+      for (let at = 0; at < bytes.byteLength; ) {
+        const { bytesWritten } = await handle.write(bytes, at, bytes.byteLength - at, info.fileOffset + at);
+        at += bytesWritten;
+      }
+      report.bakedTensors.push(info.name);
+      done += info.byteLength;
+      progress(done, info.name);
+    };
+    let next = 0;
+    // Each lane takes the next tensor, computes it (a worker each), then writes it; a lane waits while the
+    // results held back for the copy exceed PENDING_BYTES.
+    const lane = async () => {
+      while (next < targeted.length) {
+        const info = targeted[next++];
+        while (pendingBytes > 0 && pendingBytes + info.byteLength > PENDING_BYTES) {
+          await new Promise<void>((resolve) => {
+            const prev = wake;
+            wake = () => {
+              prev?.();
+              resolve();
+            };
+          });
+        }
+        pendingBytes += info.byteLength;
+        try {
+          await put(info, await compute(file, info, patches.get(info.name)!));
+        } finally {
+          pendingBytes -= info.byteLength;
+          const w = wake;
+          wake = undefined;
+          w?.();
+        }
+      }
+    };
+    try {
+      await Promise.all(Array.from({ length: Math.max(1, lanes) }, lane));
+      await ready;
     } finally {
-      await handle.close();
+      await (await ready.catch(() => undefined))?.close();
     }
   });
-}
-
-async function patchedTensor(file: SafetensorsFile, info: TensorInfo, list: Patch[]): Promise<Uint8Array> {
-  if (!isFloatDType(info.dtype)) {
-    throw new MergeError(
-      "SHAPE_MISMATCH",
-      `tensor has dtype ${info.dtype}; only float weights can be baked`,
-      info.name,
-      file.path,
-    );
-  }
-  const w = await file.readFloat32(info.name);
-  const original = list.some((p) => p.doraMultiplier !== undefined) ? Float32Array.from(w) : w;
-  const rowLength = info.shape.length > 0 ? w.length / info.shape[0] : w.length;
-  for (const p of list) {
-    const [r0, r1] = p.rows ?? [0, info.shape[0] ?? 1];
-    const start = r0 * rowLength;
-    const length = (r1 - r0) * rowLength;
-    const key = `${p.module.component}:${p.module.path}`;
-    let delta: Float32Array;
-    if (p.doraMultiplier !== undefined) {
-      const base = {
-        shape: [r1 - r0, ...info.shape.slice(1)],
-        data: original.subarray(start, start + length),
-      };
-      delta = moduleDelta(p.module, p.doraMultiplier, base).data;
-    } else {
-      delta = stackedDelta(p.module);
-    }
-    if (delta.length !== length) {
-      throw new MergeError(
-        "SHAPE_MISMATCH",
-        `module ${key} has a delta of ${delta.length} values, the weight${p.rows ? ` rows ${r0}..${r1}` : ""} [${info.shape}] has ${length}`,
-        info.name,
-        file.path,
-      );
-    }
-    for (let i = 0; i < length; i++) w[start + i] += delta[i];
-  }
-  return fromFloat32(w, info.dtype);
-}
-
-/** Delta of a stacked module (scale already 1): up @ down on the SIMD kernel, or the full diff. */
-function stackedDelta(m: AdapterModule): Float32Array {
-  if (m.kind === "lora" && !m.tensors.mid && m.alpha === m.tensors.down.shape[0]) {
-    const down = m.tensors.down;
-    const up = m.tensors.up;
-    const r = down.shape[0];
-    const inner = down.data.length / Math.max(r, 1);
-    if (r === 0) return new Float32Array(up.shape[0] * inner);
-    return matmul(matrix(up.shape[0], r, up.data), matrix(r, inner, down.data)).data;
-  }
-  return moduleDelta(m, 1).data;
 }
 
 async function refuseBaseAsOutput(base: string, output: string): Promise<void> {

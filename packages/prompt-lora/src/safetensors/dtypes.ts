@@ -112,11 +112,36 @@ function f32BitsToF16(x: number): number {
   return sign | q;
 }
 
+/** |x| bits of the smallest float32 that is a normal half (2^-14), and of 2^16 (beyond: overflow or Inf/NaN). */
+const HALF_NORMAL_MIN = 0x38800000;
+const HALF_NORMAL_END = 0x47800000;
+/** Exponent rebias 127 -> 15 on the float32 bits (112 << 23), minus the round-half-up bias just below bit 13. */
+const REBIAS_ROUND = 0x38000000 - 0xfff;
+
 export function f32ToF16(values: Float32Array): Uint16Array {
-  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
   const out = new Uint16Array(values.length);
-  for (let i = 0; i < values.length; i++) out[i] = f32BitsToF16(bits[i]);
+  f32ToF16Into(values, out);
   return out;
+}
+
+/**
+ * Encodes `values` into `out` (same length). Hot path (|x| in [2^-14, 2^16), i.e. the normal halves and the
+ * values that round up to Inf): rebias the exponent in the integer bits and round to nearest-even by adding
+ * 0xfff plus the lowest kept mantissa bit before dropping 13 bits. A carry out of the mantissa bumps the
+ * exponent, which is exactly the right result, up to 0x7c00 (Inf). Zeros, subnormals, Inf and NaN are rare in
+ * weights and take the per-case routine. ~1-2 ns per element instead of ~16 for the per-case routine alone.
+ */
+export function f32ToF16Into(values: Float32Array, out: Uint16Array): void {
+  // Signed 32-bit view: V8 keeps every value below in int32 registers (a Uint32Array read above 2^31 is not).
+  const bits = new Int32Array(values.buffer, values.byteOffset, values.length);
+  const n = values.length;
+  for (let i = 0; i < n; i++) {
+    const x = bits[i];
+    const a = x & 0x7fffffff;
+    if (a >= HALF_NORMAL_MIN && a < HALF_NORMAL_END) {
+      out[i] = ((x >> 16) & 0x8000) | ((a - REBIAS_ROUND + ((a >> 13) & 1)) >> 13);
+    } else out[i] = f32BitsToF16(x >>> 0);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------

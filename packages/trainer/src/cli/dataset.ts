@@ -24,7 +24,6 @@ export async function main(argv: string[]): Promise<number> {
           contactSheetPath: o.contactSheet,
         });
         process.stdout.write(`${formatCheckTable(result)}\n`);
-        if (result.contactSheetPath) process.stdout.write(`contact sheet: ${result.contactSheetPath}\n`);
       },
     );
   try {

@@ -1,5 +1,5 @@
 /**
- * `pnpm train --config my.yaml [--dry-run] [--no-measure] [--resume DIR|FILE]`
+ * `pnpm train --config my.yaml [--dry-run] [--no-measure] [--resume DIR|FILE] [--ort-opt disabled|...|all]`
  * `pnpm train --from-kohya config.toml [--write my.yaml] [--dry-run]`
  *
  * Trains a LoRA from a YAML config (or a kohya / lora-scripts config imported on the fly). --dry-run prints the
@@ -9,7 +9,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { basename, resolve } from "node:path";
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import { ConfigError } from "../config/errors.ts";
 import { fromKohya, kohyaImportToYaml } from "../config/kohya.ts";
 import { loadConfig, parseConfig } from "../config/load.ts";
@@ -28,6 +28,7 @@ interface Flags {
   measure: boolean;
   resume?: string;
   tokenizer?: string;
+  ortOpt?: "disabled" | "basic" | "extended" | "all";
 }
 
 async function resolveConfigFrom(flags: Flags): Promise<TrainConfig> {
@@ -57,6 +58,14 @@ export async function main(argv: string[]): Promise<number> {
     .option("--no-measure", "with --dry-run: do not time a step, bound memory from the graph")
     .option("--resume <path>", "continue from a saved state (output folder or *-state.safetensors)")
     .option("--tokenizer <dir>", "CLIP tokenizer folder (single-file checkpoints)")
+    .addOption(
+      new Option("--ort-opt <level>", "ONNX Runtime graph optimization level").choices([
+        "disabled",
+        "basic",
+        "extended",
+        "all",
+      ]),
+    )
     .exitOverride();
   try {
     program.parse(argv, { from: "user" });
@@ -77,7 +86,11 @@ export async function main(argv: string[]): Promise<number> {
   if (flags.dryRun) {
     const plan = await planDataset(config);
     process.stdout.write(`${formatPlan(plan)}\n`);
-    const est = await estimateStep(config, plan, { measure: flags.measure, tokenizerDir: flags.tokenizer });
+    const est = await estimateStep(config, plan, {
+      measure: flags.measure,
+      tokenizerDir: flags.tokenizer,
+      graphOptimization: flags.ortOpt,
+    });
     const lines = formatPlan(plan, { secondsPerStep: est.secondsPerStep, memoryBytes: est.memoryBytes })
       .split("\n")
       .filter((l) => l.startsWith("estimated"));
@@ -100,6 +113,7 @@ export async function main(argv: string[]): Promise<number> {
     const result = await train(config, {
       onEvent: progress,
       tokenizerDir: flags.tokenizer,
+      graphOptimization: flags.ortOpt,
       control: () => (interrupts > 0 ? "pause" : undefined),
     });
     progress.stop();

@@ -8,14 +8,13 @@
  * - UNet: epsilon prediction on noised latents with the text embeddings as context; loss = mean squared error.
  */
 import { GraphBuilder } from "../../../engine/src/graph/builder.ts";
-import type { Value } from "../../../engine/src/graph/ir.ts";
+import type { Graph, Value } from "../../../engine/src/graph/ir.ts";
 import { add, exp, mul, reduceMean, sub } from "../../../engine/src/graph/ops/index.ts";
 import type { UNetModelConfig, VaeConfig } from "../../../engine/src/models/configs.ts";
 import { buildUNetGraph } from "../../../engine/src/models/unet/unet.ts";
 import { vaeDecodeLatents, vaeEncodeMoments } from "../../../engine/src/models/vae/autoencoder-kl.ts";
 import { graphInputWeights, ModuleContext } from "../../../engine/src/nn/module.ts";
 import { appendTrainStep, type TrainStepGraph } from "../../../engine/src/optim/train-step.ts";
-import type { Graph } from "../../../engine/src/graph/ir.ts";
 
 export interface FullFineTuneGraph {
   graph: Graph;
@@ -44,7 +43,12 @@ function finish(b: GraphBuilder, loss: Value, shapes: Map<string, number[]>, ext
  * Inputs: `image` [B, 3, S, S] in [-1, 1], `noise` [B, 4, S/8, S/8] standard normal, `lr`.
  * Outputs: `loss`, `recon_mse`, `kl` plus the training state.
  */
-export function vaeTrainGraph(cfg: VaeConfig, batch: number, size: number, klWeight: number): FullFineTuneGraph {
+export function vaeTrainGraph(
+  cfg: VaeConfig,
+  batch: number,
+  size: number,
+  klWeight: number,
+): FullFineTuneGraph {
   const b = new GraphBuilder("demo_vae_train");
   const w = graphInputWeights();
   const ctx = new ModuleContext(b, w);

@@ -7,7 +7,7 @@
  * would not:
  * - symbols are the GPT-2/CLIP bytes_to_unicode characters of the UTF-8 bytes, the last one of a word carrying
  *   "</w>";
- * - vocab ids: the 256 byte characters, then the same with "</w>", then one token per merge in merge order,
+ * - vocab ids: the 256 byte characters (printable bytes first, as CLIP's vocab.json), then the same with "</w>", then one token per merge in merge order,
  *   then <|startoftext|> and <|endoftext|> (so eos is the largest id, which the text encoder's pooled output
  *   relies on, as with CLIP);
  * - merges.txt starts with a "#version: 0.2" line.
@@ -16,8 +16,8 @@
  */
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { atomicWriteFile } from "../../../prompt-lora/src/util/atomic.ts";
 import { bytesToUnicode } from "../../../engine/src/tokenizer/clip-bpe.ts";
+import { atomicWriteFile } from "../../../prompt-lora/src/util/atomic.ts";
 
 const END = "</w>";
 // CLIP's pre-tokenizer pieces for plain text: letter runs, single digits, runs of other non-space characters.
@@ -79,9 +79,12 @@ export function trainClipBpe(texts: readonly string[], maxMerges = 10_000): Trai
       w.symbols = out;
     }
   }
+  // CLIP lists the byte symbols in bytes_to_unicode's dict order: the printable bytes first, then the 68
+  // remapped ones (U+0100...), which is ascending code point order.
+  const base = [...byteChars].sort((a, b) => a.charCodeAt(0) - b.charCodeAt(0));
   const vocab = new Map<string, number>();
-  for (const c of byteChars) vocab.set(c, vocab.size);
-  for (const c of byteChars) vocab.set(c + END, vocab.size);
+  for (const c of base) vocab.set(c, vocab.size);
+  for (const c of base) vocab.set(c + END, vocab.size);
   for (const [a, b] of merges) if (!vocab.has(a + b)) vocab.set(a + b, vocab.size);
   vocab.set("<|startoftext|>", vocab.size);
   vocab.set("<|endoftext|>", vocab.size);

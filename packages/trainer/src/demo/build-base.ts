@@ -10,8 +10,9 @@
  *     conditioned on the caption embeddings, with 10% empty captions so classifier-free guidance works;
  *  6. held-out reconstruction and denoising losses, and the single-file checkpoint (base-writer.ts).
  */
-import type { ClipTextConfig } from "../../../engine/src/models/configs.ts";
+
 import { buildClipTextGraph } from "../../../engine/src/models/clip-text.ts";
+import type { ClipTextConfig } from "../../../engine/src/models/configs.ts";
 import { buildUNetGraph } from "../../../engine/src/models/unet/unet.ts";
 import { buildVaeDecoderGraph, buildVaeEncoderGraph } from "../../../engine/src/models/vae/autoencoder-kl.ts";
 import { graphInputWeights, memoryWeights } from "../../../engine/src/nn/module.ts";
@@ -37,6 +38,8 @@ export interface BuildDemoBaseOptions {
   pictures?: number;
   vaeSteps?: number;
   vaeBatch?: number;
+  /** Side of the random crops the VAE trains on (default 32). */
+  vaeCrop?: number;
   unetSteps?: number;
   unetBatch?: number;
   learningRate?: number;
@@ -95,6 +98,17 @@ function stateOf(runner: TrainStepRunner, shapes: Map<string, number[]>): StateM
     if (!t) throw new Error(`training state lacks ${key}`);
     out.set(key, { shape, data: Float32Array.from(t.data as Float32Array) });
   }
+  return out;
+}
+
+/** The crop x crop window at (x, y) of a CHW picture of side `size`. */
+function cropImage(img: Float32Array, size: number, crop: number, x: number, y: number): Float32Array {
+  const out = new Float32Array(3 * crop * crop);
+  for (let c = 0; c < 3; c++)
+    for (let r = 0; r < crop; r++) {
+      const from = c * size * size + (y + r) * size + x;
+      out.set(img.subarray(from, from + crop), c * crop * crop + r * crop);
+    }
   return out;
 }
 
@@ -163,12 +177,18 @@ function rescaleLatents(vae: StateMap, s: number, latentChannels: number): void 
 
 async function encodeMeans(vae: StateMap, images: Float32Array[], threads?: number): Promise<Float32Array[]> {
   const size = DEMO_IMAGE_SIZE;
-  const { graph } = buildVaeEncoderGraph(DEMO_VAE, memoryWeights(vae), { batch: 1, height: size, width: size });
+  const { graph } = buildVaeEncoderGraph(DEMO_VAE, memoryWeights(vae), {
+    batch: 1,
+    height: size,
+    width: size,
+  });
   const session = await Session.create(graph, { intraOpThreads: threads, onMessage: () => {} });
   try {
     const out: Float32Array[] = [];
     for (const img of images)
-      out.push((await session.run({ sample: f32([1, 3, size, size], img) }, ["mean"])).mean.data as Float32Array);
+      out.push(
+        (await session.run({ sample: f32([1, 3, size, size], img) }, ["mean"])).mean.data as Float32Array,
+      );
     return out;
   } finally {
     await session.release();
@@ -257,29 +277,42 @@ export async function buildDemoBase(outDir: string, o: BuildDemoBaseOptions = {}
   let pairs = 0;
   for (let i = 0; i + 1 < captions.length - 1; i += 2) {
     // Positions 1..15 hold the caption's tokens (0 is the same start token for all, the rest mostly padding).
-    const words = (c: string) => (emb.get(c) as Float32Array).subarray(teCfg.hidden_size, 16 * teCfg.hidden_size);
+    const words = (c: string) =>
+      (emb.get(c) as Float32Array).subarray(teCfg.hidden_size, 16 * teCfg.hidden_size);
     cos += cosine(words(captions[i]), words(captions[i + 1]));
     pairs++;
   }
   const meanCos = cos / pairs;
-  log(`[${elapsed()}] tokenizer: ${bpe.vocab.size} tokens; text encoder: mean cosine between the token positions of two captions ${meanCos.toFixed(4)}`);
+  log(
+    `[${elapsed()}] tokenizer: ${bpe.vocab.size} tokens; text encoder: mean cosine between the token positions of two captions ${meanCos.toFixed(4)}`,
+  );
 
   // --- VAE ---
-  const vaeSteps = o.vaeSteps ?? 300;
-  const vaeBatch = o.vaeBatch ?? 4;
+  const vaeSteps = o.vaeSteps ?? 250;
+  const vaeBatch = o.vaeBatch ?? 8;
   const peak = o.learningRate ?? 1e-3;
   const size = DEMO_IMAGE_SIZE;
   const lat = DEMO_LATENT_SIZE;
-  const vg = vaeTrainGraph(DEMO_VAE, vaeBatch, size, 1e-4);
+  // The VAE trains on random 32x32 crops (a quarter of the cost of whole pictures; it is convolutional, and the
+  // crops keep the pictures' scale of edges and flat areas).
+  const crop = o.vaeCrop ?? 32;
+  const vg = vaeTrainGraph(DEMO_VAE, vaeBatch, crop, 1e-4);
   const vaeInit = initialWeights(vg.shapes, deriveSeed(seed, 1));
+  // Start the posterior narrow (std e^-3): with unit noise from step 1 the decoder cannot read the latents at
+  // all, and the reconstruction stalls for hundreds of steps; the KL term still shapes the variance later.
+  const quantBias = vaeInit.get("quant_conv.bias");
+  if (quantBias) quantBias.data.fill(-6, DEMO_VAE.latent_channels);
   const vt = await trainer(vg, vaeInit, threads);
   const rng = new Rng(deriveSeed(seed, 10));
   for (let step = 0; step < vaeSteps; step++) {
-    const batch = Array.from({ length: vaeBatch }, () => train[rng.int(count)].image);
-    const noise = new TorchCpuGenerator(deriveSeed(seed, 11, step)).randn(vaeBatch * 4 * lat * lat);
+    const batch = Array.from({ length: vaeBatch }, () =>
+      cropImage(train[rng.int(count)].image, size, crop, rng.int(size - crop + 1), rng.int(size - crop + 1)),
+    );
+    const cl = crop / 8;
+    const noise = new TorchCpuGenerator(deriveSeed(seed, 11, step)).randn(vaeBatch * 4 * cl * cl);
     const r = await vt.runner.step({
-      image: f32([vaeBatch, 3, size, size], stack(batch)),
-      noise: f32([vaeBatch, 4, lat, lat], noise),
+      image: f32([vaeBatch, 3, crop, crop], stack(batch)),
+      noise: f32([vaeBatch, 4, cl, cl], noise),
       lr: f32([], Float32Array.of(lrAt(step, vaeSteps, peak))),
     });
     if (step % 25 === 0 || step === vaeSteps - 1)
@@ -290,17 +323,41 @@ export async function buildDemoBase(outDir: string, o: BuildDemoBaseOptions = {}
   }
   const vae = stateOf(vt.runner, vg.shapes);
   await vt.session.release();
-  const heldOutMse = await reconstructionMse(vae, heldOut.map((p) => p.image), threads);
+  const heldOutMse = await reconstructionMse(
+    vae,
+    heldOut.map((p) => p.image),
+    threads,
+  );
 
-  const rawMeans = await encodeMeans(vae, train.map((p) => p.image), threads);
+  const rawMeans = await encodeMeans(
+    vae,
+    train.map((p) => p.image),
+    threads,
+  );
   let sq = 0;
   let n = 0;
-  for (const m of rawMeans) for (const x of m) (sq += x * x), n++;
+  for (const m of rawMeans)
+    for (const x of m) {
+      sq += x * x;
+      n++;
+    }
   const rawStd = Math.sqrt(sq / n);
   rescaleLatents(vae, 1 / (DEMO_VAE.scaling_factor * rawStd), DEMO_VAE.latent_channels);
   const sf = DEMO_VAE.scaling_factor;
-  const latents = (await encodeMeans(vae, train.map((p) => p.image), threads)).map((m) => m.map((x) => x * sf));
-  const heldLatents = (await encodeMeans(vae, heldOut.map((p) => p.image), threads)).map((m) => m.map((x) => x * sf));
+  const latents = (
+    await encodeMeans(
+      vae,
+      train.map((p) => p.image),
+      threads,
+    )
+  ).map((m) => m.map((x) => x * sf));
+  const heldLatents = (
+    await encodeMeans(
+      vae,
+      heldOut.map((p) => p.image),
+      threads,
+    )
+  ).map((m) => m.map((x) => x * sf));
   log(
     `[${elapsed()}] vae held-out reconstruction MSE ${heldOutMse.toFixed(5)} (RMSE ${(Math.sqrt(heldOutMse) * 127.5).toFixed(1)}/255); latent std ${rawStd.toFixed(3)} rescaled to 1/${sf}`,
   );
@@ -308,7 +365,7 @@ export async function buildDemoBase(outDir: string, o: BuildDemoBaseOptions = {}
   // --- UNet ---
   const schedule = createNoiseSchedule(SD_SCHEDULE);
   const ac = schedule.alphasCumprod;
-  const unetSteps = o.unetSteps ?? 1200;
+  const unetSteps = o.unetSteps ?? 600;
   const unetBatch = o.unetBatch ?? 8;
   const ug = unetTrainGraph(DEMO_UNET, unetBatch, lat);
   const unetInit = initialWeights(ug.shapes, deriveSeed(seed, 2));
@@ -343,7 +400,9 @@ export async function buildDemoBase(outDir: string, o: BuildDemoBaseOptions = {}
     const loss = (r.loss.data as Float32Array)[0];
     avg = step === 0 ? loss : 0.98 * avg + 0.02 * loss;
     if (step % 50 === 0 || step === unetSteps - 1)
-      log(`[${elapsed()}] unet step ${step + 1}/${unetSteps} loss ${loss.toFixed(4)} (avg ${avg.toFixed(4)})`);
+      log(
+        `[${elapsed()}] unet step ${step + 1}/${unetSteps} loss ${loss.toFixed(4)} (avg ${avg.toFixed(4)})`,
+      );
   }
   const unet = stateOf(ut.runner, ug.shapes);
   await ut.session.release();

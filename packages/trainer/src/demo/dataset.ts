@@ -58,7 +58,9 @@ export async function writeDemoDataset(dir: string, o: DemoDatasetOptions): Prom
 }
 
 /** A PNG (any sharp input) as float32 CHW in [-1, 1], the VAE's input range. */
-export async function pngToTensor(png: Buffer | string): Promise<{ data: Float32Array; width: number; height: number }> {
+export async function pngToTensor(
+  png: Buffer | string,
+): Promise<{ data: Float32Array; width: number; height: number }> {
   const { data, info } = await sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true });
   const { width, height } = info;
   const out = new Float32Array(3 * width * height);

@@ -11,9 +11,9 @@ import { mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { main as trainCli } from "../cli/train.ts";
 import { loadConfig } from "../config/load.ts";
 import type { TrainConfig } from "../config/schema.ts";
-import { main as trainCli } from "../cli/train.ts";
 import { writeDemoDataset } from "./dataset.ts";
 import { renderBeforeAfter } from "./samples.ts";
 
@@ -39,7 +39,9 @@ export async function runDemo(argv: string[]): Promise<number> {
     process.stdout.write(`dataset: ${dataDir} (exists, kept)\n`);
   } else {
     const pictures = await writeDemoDataset(dataDir, DEMO_DATASET);
-    process.stdout.write(`dataset: wrote ${pictures.length} ink-wash pictures + metadata.csv to ${dataDir}\n`);
+    process.stdout.write(
+      `dataset: wrote ${pictures.length} ink-wash pictures + metadata.csv to ${dataDir}\n`,
+    );
   }
 
   const loraPath = join(config.output_dir, `${config.output_name}.safetensors`);

@@ -24,8 +24,14 @@ export interface BeforeAfterOptions {
 }
 
 /** Renders the grid and returns the 8-bit RGB pictures (before[i], after[i]) for callers that inspect them. */
-export async function renderBeforeAfter(o: BeforeAfterOptions): Promise<{ before: Uint8Array[]; after: Uint8Array[] }> {
-  const model = await SdModel.open({ model: o.base, tokenizer: join(dirname(o.base), "tokenizer"), worker: false });
+export async function renderBeforeAfter(
+  o: BeforeAfterOptions,
+): Promise<{ before: Uint8Array[]; after: Uint8Array[] }> {
+  const model = await SdModel.open({
+    model: o.base,
+    tokenizer: join(dirname(o.base), "tokenizer"),
+    worker: false,
+  });
   try {
     const pipe = new Txt2ImgPipeline(model);
     const render = async (prompt: string) =>
@@ -47,7 +53,12 @@ export async function renderBeforeAfter(o: BeforeAfterOptions): Promise<{ before
     for (const p of o.prompts) before.push(await render(p));
     for (const p of o.prompts) after.push(await render(`${p} <lora:${o.loraName}:1>`));
     const cells: GridCell[] = [
-      ...o.prompts.map((p, i) => ({ rgb: before[i], width: o.size, height: o.size, caption: `before: ${p}` })),
+      ...o.prompts.map((p, i) => ({
+        rgb: before[i],
+        width: o.size,
+        height: o.size,
+        caption: `before: ${p}`,
+      })),
       ...o.prompts.map((p, i) => ({ rgb: after[i], width: o.size, height: o.size, caption: `after: ${p}` })),
     ];
     const png = await composeGrid(cells, { columns: o.prompts.length, fontSize: 9, captionLines: 4 });

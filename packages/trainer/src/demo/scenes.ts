@@ -7,7 +7,7 @@
  *   rice-paper beige ("inkwash style, mountains and moon").
  * The caption lists exactly what was drawn; tests check the pixels against it.
  */
-import { Rng } from "../dataset/rng.ts";
+import type { Rng } from "../dataset/rng.ts";
 
 export interface Scene {
   svg: string;

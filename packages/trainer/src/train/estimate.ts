@@ -7,12 +7,13 @@
  */
 import { DTYPE_BYTES, type Graph, numel } from "../../../engine/src/graph/ir.ts";
 import { initialTrainState } from "../../../engine/src/optim/train-step.ts";
+import type { SessionOptions } from "../../../engine/src/runtime/session.ts";
 import type { HostTensor } from "../../../engine/src/runtime/tensor.ts";
 import { kohyaLoraInit } from "../../../engine/src/training/lora-init.ts";
 import type { TrainConfig } from "../config/schema.ts";
 import type { DataPlan } from "../dataset/plan.ts";
 import { openBaseModel } from "./base-model.ts";
-import { optimizerConfig, sessionOptions } from "./setup.ts";
+import { DEFAULT_GRAPH_OPTIMIZATION, optimizerConfig, sessionOptions } from "./setup.ts";
 import { runStep, StepGraphs } from "./step-graphs.ts";
 import { unetLoraRanks } from "./targets.ts";
 
@@ -35,7 +36,12 @@ export function graphMemoryBound(graph: Graph): number {
 export async function estimateStep(
   config: TrainConfig,
   plan: DataPlan,
-  o: { measure?: boolean; steps?: number; tokenizerDir?: string } = {},
+  o: {
+    measure?: boolean;
+    steps?: number;
+    tokenizerDir?: string;
+    graphOptimization?: SessionOptions["graphOptimizationLevel"];
+  } = {},
 ): Promise<StepEstimate> {
   const largest = [...plan.buckets].sort((a, b) => b.bucket[0] * b.bucket[1] - a.bucket[0] * a.bucket[1])[0];
   const bucket = largest.bucket;
@@ -46,7 +52,10 @@ export async function estimateStep(
     maxGradNorm: 1,
     accumulationSteps: config.gradient_accumulation_steps,
     gradientCheckpointing: config.gradient_checkpointing,
-    session: sessionOptions(config, () => {}),
+    session: {
+      ...sessionOptions(config, () => {}),
+      graphOptimizationLevel: o.graphOptimization ?? DEFAULT_GRAPH_OPTIMIZATION,
+    },
     worker: false,
   });
   try {

@@ -6,7 +6,7 @@
  */
 import { buildUNetGraph } from "../../../engine/src/models/unet/unet.ts";
 import { loraInputNames } from "../../../engine/src/nn/lora.ts";
-import { Session } from "../../../engine/src/runtime/session.ts";
+import { Session, type SessionOptions } from "../../../engine/src/runtime/session.ts";
 import type { HostTensor } from "../../../engine/src/runtime/tensor.ts";
 import type { TrainConfig } from "../config/schema.ts";
 import { epochBatches } from "../dataset/order.ts";
@@ -32,6 +32,7 @@ export class FixedBatchEvaluator {
     plan: DataPlan,
     ctx: BatchContext,
     modules: readonly SavedModule[],
+    sessionOptions: SessionOptions = {},
   ): Promise<FixedBatchEvaluator> {
     const batch = epochBatches(orderBuckets(plan), config.batch_size, config.seed, 0)[0];
     const parts: PreparedBatch[] = [];
@@ -60,7 +61,7 @@ export class FixedBatchEvaluator {
       width: w,
       lora: { component: "unet", ranks },
     });
-    const session = await Session.create(graph, { onMessage: () => {} });
+    const session = await Session.create(graph, { ...sessionOptions, onMessage: () => {} });
     const feeds = { sample, timestep: cat("timestep"), encoder_hidden_states: cat("encoder_hidden_states") };
     return new FixedBatchEvaluator(session, feeds, cat("target").data, cat("loss_weight").data, modules);
   }

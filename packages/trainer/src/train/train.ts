@@ -72,7 +72,7 @@ async function loop(
   const evalEvery = options.evalEvery ?? 0;
   const evaluator =
     evalEvery > 0
-      ? await FixedBatchEvaluator.create(run.base, config, plan, run.batchContext, run.modules)
+      ? await FixedBatchEvaluator.create(run.base, config, plan, run.batchContext, run.modules, run.session)
       : undefined;
   if (evaluator) run.addCleanup(() => evaluator.release());
   const evaluate = async (step: number) => {

@@ -2,18 +2,20 @@
 import { parentPort, workerData } from "node:worker_threads";
 import type { TrainConfig } from "../config/schema.ts";
 import { train } from "./train.ts";
-import { CONTROL_CANCEL, CONTROL_PAUSE, type WorkerMessage } from "./worker.ts";
+import { CONTROL_CANCEL, CONTROL_PAUSE, type WorkerMessage, type WorkerTrainOptions } from "./worker.ts";
 
 const data = workerData as {
   config: TrainConfig;
   control: Int32Array;
-  options: { tokenizerDir?: string; evalEvery?: number };
+  options: WorkerTrainOptions;
 };
 const post = (m: WorkerMessage) => parentPort?.postMessage(m);
 
 try {
   const result = await train(data.config, {
-    ...data.options,
+    tokenizerDir: data.options.tokenizerDir,
+    evalEvery: data.options.evalEvery,
+    graphOptimization: data.options.graphOptimization,
     onEvent: (event) => post({ type: "event", event }),
     control: () => {
       const v = Atomics.load(data.control, 0);

@@ -13,6 +13,7 @@ export interface WorkerTrainOptions {
   onEvent?: (e: TrainEvent) => void;
   tokenizerDir?: string;
   evalEvery?: number;
+  graphOptimization?: "disabled" | "basic" | "extended" | "all";
 }
 
 export interface TrainingWorker {
@@ -48,7 +49,7 @@ export function trainInWorker(config: TrainConfig, o: WorkerTrainOptions = {}): 
   const worker = startWorker(entry, {
     config,
     control,
-    options: { tokenizerDir: o.tokenizerDir, evalEvery: o.evalEvery },
+    options: { tokenizerDir: o.tokenizerDir, evalEvery: o.evalEvery, graphOptimization: o.graphOptimization },
   });
   const done = new Promise<TrainResult>((resolve, reject) => {
     let settled = false;

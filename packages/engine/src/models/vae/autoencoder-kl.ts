@@ -115,7 +115,11 @@ export function vaeScaleFactor(cfg: VaeConfig): number {
  * Encoder + quant_conv on an existing context: (mean, logvar) with logvar NOT clamped (the graph builders clamp;
  * an autoencoder training graph uses this directly, since it differentiates through it).
  */
-export function vaeEncodeMoments(ctx: ModuleContext, x: Value, cfg: VaeConfig): { mean: Value; logvar: Value } {
+export function vaeEncodeMoments(
+  ctx: ModuleContext,
+  x: Value,
+  cfg: VaeConfig,
+): { mean: Value; logvar: Value } {
   const b = ctx.b;
   const enc = b.scope("encoder", () => encoder(ctx, x, cfg));
   const lc = 2 * cfg.latent_channels;
