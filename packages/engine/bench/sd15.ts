@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { f32ToF16, writeSafetensors } from "../../prompt-lora/src/safetensors/index.ts";
+import { f32ToF16, writeSafetensors } from "@lora-studio/prompt-lora";
 import { CHECKPOINT_DISABLED_OPTIMIZERS } from "../src/autodiff/grad.ts";
 import { mul, reduceMean, sub } from "../src/graph/ops/index.ts";
 import { buildClipTextGraph } from "../src/models/clip-text.ts";

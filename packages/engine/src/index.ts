@@ -70,7 +70,13 @@ export {
   memoryWeights,
   type WeightSource,
 } from "./nn/module.ts";
-export { type EncodeOptions as ModelEncodeOptions, encodeModel, IR_VERSION, OPSET, type TensorPlacement } from "./onnx/encode.ts";
+export {
+  type EncodeOptions as ModelEncodeOptions,
+  encodeModel,
+  IR_VERSION,
+  OPSET,
+  type TensorPlacement,
+} from "./onnx/encode.ts";
 export {
   INLINE_LIMIT_BYTES,
   type ModelFile,

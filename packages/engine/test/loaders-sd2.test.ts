@@ -9,12 +9,8 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import type { TensorToWrite } from "../../prompt-lora/src/safetensors/index.ts";
-import {
-  openSafetensors,
-  readSafetensors,
-  writeSafetensors,
-} from "../../prompt-lora/src/safetensors/index.ts";
+import type { TensorToWrite } from "@lora-studio/prompt-lora";
+import { openSafetensors, readSafetensors, writeSafetensors } from "@lora-studio/prompt-lora";
 import { buildClipTextGraph } from "../src/models/clip-text.ts";
 import { parseClipTextConfig } from "../src/models/configs.ts";
 import { openCheckpoint } from "../src/models/loader/checkpoint.ts";

@@ -9,12 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import {
-  f16ToF32,
-  f32ToF16,
-  openSafetensors,
-  writeSafetensors,
-} from "../../prompt-lora/src/safetensors/index.ts";
+import { f16ToF32, f32ToF16, openSafetensors, writeSafetensors } from "@lora-studio/prompt-lora";
 import { openCheckpoint } from "../src/models/loader/checkpoint.ts";
 import { buildUNetGraph } from "../src/models/unet/unet.ts";
 import { memoryWeights } from "../src/nn/module.ts";

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import { kohyaName } from "../../prompt-lora/src/architecture/index.ts";
+import { kohyaName } from "@lora-studio/prompt-lora";
 import { CHECKPOINT_DISABLED_OPTIMIZERS, grad } from "../src/autodiff/grad.ts";
 import { checkpointSegments } from "../src/autodiff/marks.ts";
 import { mul, reduceMean, sub } from "../src/graph/ops/index.ts";

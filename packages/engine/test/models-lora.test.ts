@@ -7,8 +7,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, test } from "node:test";
-import { kohyaName } from "../../prompt-lora/src/architecture/index.ts";
-import { readSafetensors } from "../../prompt-lora/src/safetensors/index.ts";
+import { kohyaName, readSafetensors } from "@lora-studio/prompt-lora";
 import { buildClipTextGraph } from "../src/models/clip-text.ts";
 import { type Checkpoint, openCheckpoint } from "../src/models/loader/checkpoint.ts";
 import { architectureFor } from "../src/models/loader/original-keys.ts";

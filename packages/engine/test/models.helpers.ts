@@ -1,7 +1,7 @@
 /** Shared by the model/loader tests: fixture paths, reference tensors, running a graph, the parity measure. */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { openSafetensors, readSafetensors } from "../../prompt-lora/src/safetensors/index.ts";
+import { openSafetensors, readSafetensors } from "@lora-studio/prompt-lora";
 import type { Graph } from "../src/graph/ir.ts";
 import { Session } from "../src/runtime/session.ts";
 import type { HostTensor } from "../src/runtime/tensor.ts";

@@ -15,8 +15,8 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { readSafetensors, writeSafetensors } from "@lora-studio/prompt-lora";
 import sharp from "sharp";
-import { readSafetensors, writeSafetensors } from "../../prompt-lora/src/safetensors/index.ts";
 import { FIXTURES, loadReference, relMaxDiff, TINY } from "./models.helpers.ts";
 import { copyTinyModel, type TinyCopy } from "./pipeline.helpers.ts";
 

@@ -5,7 +5,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { readSafetensors } from "../../prompt-lora/src/safetensors/index.ts";
+import { readSafetensors } from "@lora-studio/prompt-lora";
 import { SchedulerError } from "../src/schedulers/errors.ts";
 import {
   addNoise,

@@ -6,8 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { openSafetensors } from "@lora-studio/prompt-lora";
 import fc from "fast-check";
-import { openSafetensors } from "../../prompt-lora/src/safetensors/index.ts";
 import { bytesToUnicode, ClipTokenizer } from "../src/tokenizer/clip-bpe.ts";
 import { TokenizerError } from "../src/tokenizer/tokenizer-files.ts";
 

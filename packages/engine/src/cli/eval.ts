@@ -9,11 +9,17 @@
  * plus a `noise` input): also writes `loss` = mean((out - noise)^2) and the gradient of each LoRA tensor of the
  * file under its kohya name (`<lora_unet_...>.lora_down.weight` / `.lora_up.weight`).
  */
-import { type Adapter, kohyaName, readAdapter } from "@lora-studio/prompt-lora";
+
+import type { TensorToWrite } from "@lora-studio/prompt-lora";
+import {
+  type Adapter,
+  kohyaName,
+  openSafetensors,
+  readAdapter,
+  stackAdapters,
+  writeSafetensors,
+} from "@lora-studio/prompt-lora";
 import { Command, Option } from "commander";
-import { stackAdapters } from "../../../prompt-lora/src/merge/stack.ts";
-import { openSafetensors, writeSafetensors } from "../../../prompt-lora/src/safetensors/index.ts";
-import type { TensorToWrite } from "../../../prompt-lora/src/safetensors/types.ts";
 import { grad } from "../autodiff/grad.ts";
 import { mul, reduceMean, sub } from "../graph/ops/index.ts";
 import { buildUNetGraph } from "../models/unet/unet.ts";

@@ -5,10 +5,8 @@
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { atomicWriteFile, createProgress, readSafetensors } from "@lora-studio/prompt-lora";
 import { Command, Option } from "commander";
-import { readSafetensors } from "../../../prompt-lora/src/safetensors/index.ts";
-import { atomicWriteFile } from "../../../prompt-lora/src/util/atomic.ts";
-import { createProgress } from "../../../prompt-lora/src/util/progress.ts";
 import { renderPrompt } from "../pipeline/render.ts";
 import { SdModel } from "../pipeline/sd-model.ts";
 import { Txt2ImgPipeline } from "../pipeline/txt2img.ts";

@@ -7,7 +7,7 @@
  * - text encoder: every Linear of the attention and MLP blocks.
  * The module lists come from prompt-lora's architecture module, derived from the model configs.
  */
-import type { ModuleSpec } from "../../../prompt-lora/src/architecture/index.ts";
+import type { ModuleSpec } from "@lora-studio/prompt-lora";
 import type { LoraTargets } from "../nn/module.ts";
 
 export interface KohyaTargetOptions {

@@ -3,12 +3,16 @@
  * grammar), resolves the names against a Lora folder (A1111's name/alias rules), reads the files and stacks them
  * (rank concatenation with the te / unet multipliers folded into the up factors).
  */
-import { type Adapter, readAdapter } from "@lora-studio/prompt-lora";
-import { scanLibrary } from "../../../prompt-lora/src/library/scan.ts";
-import { stackAdapters } from "../../../prompt-lora/src/merge/stack.ts";
-import type { StackEntry } from "../../../prompt-lora/src/merge/types.ts";
-import { parsePrompt } from "../../../prompt-lora/src/prompt/parse.ts";
-import { resolveNetworks } from "../../../prompt-lora/src/prompt/resolve.ts";
+
+import type { StackEntry } from "@lora-studio/prompt-lora";
+import {
+  type Adapter,
+  parsePrompt,
+  readAdapter,
+  resolveNetworks,
+  scanLibrary,
+  stackAdapters,
+} from "@lora-studio/prompt-lora";
 import { PipelineError } from "./sd-model.ts";
 
 export interface AppliedLora {

@@ -9,7 +9,7 @@
 import { existsSync } from "node:fs";
 import { basename, extname, join } from "node:path";
 import type { Adapter, ModuleSpec } from "@lora-studio/prompt-lora";
-import { hashFile } from "../../../prompt-lora/src/library/hash.ts";
+import { hashFile } from "@lora-studio/prompt-lora";
 import type { Graph } from "../graph/ir.ts";
 import { buildClipTextGraph } from "../models/clip-text.ts";
 import { type Checkpoint, type OpenCheckpointOptions, openCheckpoint } from "../models/loader/checkpoint.ts";

@@ -260,7 +260,9 @@ async function bakeFile(
   await withAtomicPath(output, async (tmp) => {
     // The copy runs in libuv's thread pool; the handle for the in-place writes opens once it is done.
     let done = untargetedBytes;
-    const ready = copyFile(file.path, tmp).then(async () => {
+    const T0 = performance.now(); const tl = (m: string) => console.error(`[t] ${((performance.now() - T0) / 1000).toFixed(2)} ${m}`);
+    let computed = 0;
+    const ready = copyFile(file.path, tmp).then(async () => { tl(`copy done, computed ${computed}`);
       await chmod(tmp, mode | 0o200); // the base may be read-only; the copy must take our writes
       report.copiedTensors += file.tensors.size - targeted.length;
       progress(done, "copy");
@@ -287,9 +289,18 @@ async function bakeFile(
       done += info.byteLength;
       progress(done, info.name);
     };
+    let copied = false;
+    ready.then(
+      () => {
+        copied = true;
+      },
+      () => {},
+    );
+    const held: Promise<void>[] = [];
     let next = 0;
-    // Each lane takes the next tensor, computes it (a worker each), then writes it; a lane waits while the
-    // results held back for the copy exceed PENDING_BYTES.
+    // Each lane takes the next tensor and computes it (on a worker each, with a pool). Before the copy is done
+    // the result is held (its write waits for the copy) and the lane goes on, while the held bytes stay under
+    // PENDING_BYTES; afterwards it writes each result before taking the next.
     const lane = async () => {
       while (next < targeted.length) {
         const info = targeted[next++];
@@ -303,20 +314,35 @@ async function bakeFile(
           });
         }
         pendingBytes += info.byteLength;
-        try {
-          await put(info, await compute(file, info, patches.get(info.name)!));
-        } finally {
+        const release = () => {
           pendingBytes -= info.byteLength;
           const w = wake;
           wake = undefined;
           w?.();
+        };
+        let write: Promise<void>;
+        try {
+          const bytes = await compute(file, info, patches.get(info.name)!);
+          if (++computed % 40 === 0) tl(`computed ${computed}`);
+          write = put(info, bytes).finally(release);
+        } catch (err) {
+          release();
+          throw err;
+        }
+        if (copied) await write;
+        else {
+          write.catch(() => {}); // surfaced by Promise.all(held) below
+          held.push(write);
         }
       }
     };
     try {
       await Promise.all(Array.from({ length: Math.max(1, lanes) }, lane));
-      await ready;
+      tl("lanes done");
+      await Promise.all(held);
+      await ready; tl("all written");
     } finally {
+      await Promise.allSettled(held);
       await (await ready.catch(() => undefined))?.close();
     }
   });

@@ -9,7 +9,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { extname, join, resolve } from "node:path";
-import { openSafetensors, type SafetensorsFile } from "../../../../prompt-lora/src/safetensors/index.ts";
+import { openSafetensors, type SafetensorsFile } from "@lora-studio/prompt-lora";
 import type { WeightSource } from "../../nn/module.ts";
 import {
   type ClipTextConfig,

@@ -7,10 +7,7 @@
  * (in_layers.2) and conv2 (out_layers.3); a transformer's norm sits beside proj_in; a transformer block's
  * norm1..3 beside its attn1. The VAE, outside the LoRA tree, is mapped by its own renaming rules below.
  */
-import {
-  architectureFromConfig,
-  type ModelArchitecture,
-} from "../../../../prompt-lora/src/architecture/index.ts";
+import { architectureFromConfig, type ModelArchitecture } from "@lora-studio/prompt-lora";
 import type { ClipTextConfig, UNetModelConfig } from "../configs.ts";
 import type { KeyMapper } from "./weights.ts";
 

@@ -3,7 +3,7 @@
  * returned as an ExternalTensor {path, offset, byteLength}, which ORT memory-maps; nothing is read or copied.
  * Every stored tensor handed out is recorded, so a loader can report the tensors no model used.
  */
-import type { SafetensorsFile } from "../../../../prompt-lora/src/safetensors/index.ts";
+import type { SafetensorsFile } from "@lora-studio/prompt-lora";
 import type { DType, ExternalTensor } from "../../graph/ir.ts";
 import { formatShape } from "../../graph/ir.ts";
 import type { WeightSource } from "../../nn/module.ts";
