@@ -102,6 +102,63 @@ export {
   type TrainStepGraph,
   type TrainStepSpec,
 } from "./optim/train-step.ts";
+// txt2img pipeline, LoRA stacks as adapter inputs, infotext/PNG, training samples
+export {
+  AdapterInputError,
+  adapterFeeds,
+  capacityKey,
+  type GraphComponent,
+  growCapacity,
+  neededRank,
+  rankBucket,
+  specsByPath,
+} from "./pipeline/adapter-inputs.ts";
+export { bakedWeights, readTensorFloat32 } from "./pipeline/baked-weights.ts";
+export { composeGrid, type GridCell, type GridOptions, wrapCaption, writeGrid } from "./pipeline/grid.ts";
+export {
+  createInfotext,
+  type InfotextParams,
+  loraHashesValue,
+  quoteInfotextValue,
+} from "./pipeline/infotext.ts";
+export {
+  type AppliedLora,
+  lorasFromPrompt,
+  type PromptLoraOptions,
+  type PromptLoras,
+} from "./pipeline/lora-prompt.ts";
+export { encodePng, textChunk, toRgb8, withTextChunks, writePng } from "./pipeline/png.ts";
+export { type Rendered, type RenderedImage, type RenderOptions, renderPrompt } from "./pipeline/render.ts";
+export {
+  KOHYA_SAMPLERS,
+  parseSamplePromptLine,
+  parseSamplePrompts,
+  readSamplePrompts,
+  type SamplePrompt,
+  SamplePromptError,
+  samplerFromKohya,
+} from "./pipeline/sample-prompts.ts";
+export {
+  type RenderedSample,
+  renderSamples,
+  type SampleDefaults,
+  type SampleRun,
+} from "./pipeline/samples.ts";
+export {
+  type Component as ModelComponent,
+  type ModelSession,
+  PipelineError,
+  SdModel,
+  type SdModelOptions,
+  type SessionShape,
+  type WeightMode,
+} from "./pipeline/sd-model.ts";
+export {
+  type LoraMode,
+  type Txt2ImgOptions,
+  Txt2ImgPipeline,
+  type Txt2ImgResult,
+} from "./pipeline/txt2img.ts";
 export { type ExecutionProviderChoice, INSTALL_HINT } from "./runtime/providers.ts";
 export { ortSessionOptions, Session, SessionCreateError, type SessionOptions } from "./runtime/session.ts";
 export { type HostData, type HostTensor, hostTensor, zeros } from "./runtime/tensor.ts";
@@ -177,3 +234,11 @@ export {
   type TokenizerErrorCode,
   type TokenizerFiles,
 } from "./tokenizer/tokenizer-files.ts";
+export { kaimingUniformDown, kohyaLoraInit } from "./training/lora-init.ts";
+// packages/engine/src/index.ts (trainer-loop)
+export {
+  buildLoraTrainStep,
+  type LoraModuleInfo,
+  type LoraTrainStep,
+  type LoraTrainStepOptions,
+} from "./training/lora-train-step.ts";

@@ -1,5 +1,35 @@
 /** Public API of @lora-studio/trainer: config, dataset, logging, output metadata and the training run. */
 
+export {
+  captionHash,
+  captionState,
+  MANIFEST_RELATIVE_PATH,
+  ManifestError,
+  readManifest,
+} from "./autolabel/manifest.ts";
+export { type OnnxSignature, OnnxSignatureError, readOnnxSignature } from "./autolabel/onnx-signature.ts";
+export { loadSquareRgb } from "./autolabel/preprocess.ts";
+export {
+  type AutoLabelEvent,
+  type AutoLabelOptions,
+  type AutoLabelReport,
+  autoLabel,
+  type ImageAction,
+  type ImageResult,
+} from "./autolabel/run.ts";
+export { type TaggerInfo, TaggerModelError, type TaggerOptions, WdTagger } from "./autolabel/tagger.ts";
+export {
+  composeCaption,
+  DEFAULT_TAG_OPTIONS,
+  formatTag,
+  isKaomoji,
+  readSelectedTags,
+  type ScoredTag,
+  selectTags,
+  TagFileError,
+  type TagInfo,
+  type TagSelectOptions,
+} from "./autolabel/tags.ts";
 // config
 export { ConfigError, type ConfigIssue, editDistance, suggest } from "./config/errors.ts";
 export {
@@ -126,3 +156,19 @@ export {
   trainingMetadata,
 } from "./output/metadata.ts";
 export { pyFloat, pyJsonDumps } from "./output/python-format.ts";
+export { type BaseModel, BaseModelError, openBaseModel } from "./train/base-model.ts";
+export {
+  loadTrainState,
+  ResumeError,
+  saveLora,
+  saveTrainState,
+  type TrainStateRecord,
+} from "./train/checkpoint.ts";
+export { estimateStep, graphMemoryBound, type StepEstimate } from "./train/estimate.ts";
+export { EVAL_TIMESTEPS, FixedBatchEvaluator } from "./train/evaluation.ts";
+export { NonFiniteLossError, type TrainEvent, type TrainEventHandler } from "./train/events.ts";
+export { consoleProgress, formatEta, stepLine } from "./train/progress.ts";
+export { DEFAULT_GRAPH_OPTIMIZATION, optimizerConfig, type TrainOptions } from "./train/setup.ts";
+export { moduleAlpha, TargetError, unetLoraRanks } from "./train/targets.ts";
+export { type TrainResult, train } from "./train/train.ts";
+export { type TrainingWorker, trainInWorker, type WorkerTrainOptions } from "./train/worker.ts";

@@ -7,10 +7,8 @@
 import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { add, encodeModel, GraphBuilder, matmul, mul, reduceMean, sigmoid } from "@lora-studio/engine";
 import sharp from "sharp";
-import { GraphBuilder } from "../../engine/src/graph/builder.ts";
-import { add, matmul, mul, reduceMean, sigmoid } from "../../engine/src/graph/ops/index.ts";
-import { encodeModel } from "../../engine/src/onnx/encode.ts";
 
 const logit = (p: number) => Math.log(p / (1 - p));
 

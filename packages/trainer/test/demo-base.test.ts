@@ -2,14 +2,17 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { buildClipTextGraph } from "../../engine/src/models/clip-text.ts";
-import { openCheckpoint } from "../../engine/src/models/loader/checkpoint.ts";
-import { buildUNetGraph } from "../../engine/src/models/unet/unet.ts";
-import { buildVaeDecoderGraph, buildVaeEncoderGraph } from "../../engine/src/models/vae/autoencoder-kl.ts";
-import { SdModel } from "../../engine/src/pipeline/sd-model.ts";
-import { Txt2ImgPipeline } from "../../engine/src/pipeline/txt2img.ts";
-import { Session } from "../../engine/src/runtime/session.ts";
-import { ClipTokenizer } from "../../engine/src/tokenizer/clip-bpe.ts";
+import {
+  buildClipTextGraph,
+  buildUNetGraph,
+  buildVaeDecoderGraph,
+  buildVaeEncoderGraph,
+  ClipTokenizer,
+  openCheckpoint,
+  SdModel,
+  Session,
+  Txt2ImgPipeline,
+} from "@lora-studio/engine";
 import { DEMO_UNET, DEMO_VAE } from "../src/demo/base-config.ts";
 import { demoScene, pngToTensor, renderPng } from "../src/demo/dataset.ts";
 import { demoCaptionCorpus } from "../src/demo/scenes.ts";

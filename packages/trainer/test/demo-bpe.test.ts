@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { ClipTokenizer } from "../../engine/src/tokenizer/clip-bpe.ts";
+import { ClipTokenizer } from "@lora-studio/engine";
 import { trainClipBpe, wordCounts, writeTokenizerFolder } from "../src/demo/bpe-trainer.ts";
 import { demoCaptionCorpus } from "../src/demo/scenes.ts";
 

@@ -5,9 +5,8 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { hashFile } from "../../prompt-lora/src/library/hash.ts";
-import type { TensorToWrite } from "../../prompt-lora/src/safetensors/types.ts";
-import { writeSafetensors } from "../../prompt-lora/src/safetensors/writer.ts";
+import type { TensorToWrite } from "@lora-studio/prompt-lora";
+import { hashFile, writeSafetensors } from "@lora-studio/prompt-lora";
 import { sshsHashes, withSshsHashes } from "../src/output/hashes.ts";
 import {
   checkpointMetadata,

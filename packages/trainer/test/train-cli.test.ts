@@ -10,7 +10,7 @@ import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { makeDataset, TINY_DIFFUSERS, tempDir } from "./train.helpers.ts";
+import { makeDataset, removeDirs, TINY_DIFFUSERS, tempDir } from "./train.helpers.ts";
 
 const REPO = fileURLToPath(new URL("../../../", import.meta.url));
 
@@ -31,7 +31,7 @@ test("train --dry-run prints the plan, the step arithmetic and a measured estima
     join(dir, "cfg.yaml"),
     `train_data_dir: data\nbase_model: ${TINY_DIFFUSERS}\noutput_dir: out\nlora_rank: 4\nresolution: 64\nenable_bucket: false\nbatch_size: 2\nepochs: 5\n`,
   );
-  const r = cli("--config", join(dir, "cfg.yaml"), "--dry-run");
+  const r = cli("--config", join(dir, "cfg.yaml"), "--dry-run", "--ort-opt", "disabled");
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /images: 3 used, 1 skipped/);
   assert.match(r.stdout, /skipped 2_inkwash\/broken\.png: /);
@@ -77,4 +77,5 @@ test("train --dry-run prints the plan, the step arithmetic and a measured estima
   const bad = cli("--config", join(dir, "bad.yaml"), "--dry-run");
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /bad\.yaml:3:1: lora_rnak: unknown key \(did you mean "lora_rank"\?\)/);
+  removeDirs(dir);
 });

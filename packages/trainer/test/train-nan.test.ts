@@ -7,11 +7,11 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { readAdapter } from "../../prompt-lora/src/adapters/parse.ts";
+import { readAdapter } from "@lora-studio/prompt-lora";
 import { loadTrainState } from "../src/train/checkpoint.ts";
 import { NonFiniteLossError, type TrainEvent } from "../src/train/events.ts";
 import { train } from "../src/train/train.ts";
-import { makeDataset, tempDir, tinyConfig } from "./train.helpers.ts";
+import { makeDataset, removeDirs, tempDir, tinyConfig } from "./train.helpers.ts";
 
 test("NaN loss stops the run, keeps the last good checkpoint and says what to change", async () => {
   const data = tempDir("ls-nan-data-");
@@ -49,4 +49,5 @@ test("NaN loss stops the run, keeps the last good checkpoint and says what to ch
     lastGood.step,
     "one LoRA per good step, none for the bad one",
   );
+  removeDirs(data, out);
 });

@@ -2,7 +2,7 @@
  * Resume gives the losses of an uninterrupted run:
  *  - a real `pnpm train` child process is killed with SIGKILL right after its step-4 save; resuming from its output
  *    folder continues to step 16, and all 16 per-step losses equal the uninterrupted run's (the first 4 come back
- *    from the saved history and also match the child's metrics.jsonl);
+ *    from the saved history and also match the child's metrics.jsonl, which holds each step once afterwards);
  *  - a run in a worker thread paused from outside (trainInWorker().pause()) saves, stops, and resumes the same way.
  */
 import assert from "node:assert/strict";
@@ -15,7 +15,7 @@ import { readMetrics } from "../src/logging/metrics.ts";
 import { loadTrainState } from "../src/train/checkpoint.ts";
 import { train } from "../src/train/train.ts";
 import { trainInWorker } from "../src/train/worker.ts";
-import { makeDataset, TINY_DIFFUSERS, tempDir, tinyConfig } from "./train.helpers.ts";
+import { makeDataset, removeDirs, TINY_DIFFUSERS, tempDir, tinyConfig } from "./train.helpers.ts";
 
 const REPO = fileURLToPath(new URL("../../../", import.meta.url));
 const STEPS = 16;
@@ -42,7 +42,8 @@ test("kill -9 after a save, then resume: the same per-step losses as an uninterr
   };
 
   const fast = { graphOptimization: "disabled" } as const; // short runs: session creation dominates
-  const reference = await train(tinyConfig(data, tempDir("ls-resume-ref-"), settings), fast);
+  const refOut = tempDir("ls-resume-ref-");
+  const reference = await train(tinyConfig(data, refOut, settings), fast);
   assert.equal(reference.losses.length, STEPS);
 
   // The child: the CLI on a YAML file with the same settings, killed as soon as it reports the step-4 save.
@@ -92,6 +93,17 @@ test("kill -9 after a save, then resume: the same per-step losses as an uninterr
   const resumed = await train(tinyConfig(data, out, { ...settings, resume: out }), fast);
   assert.equal(resumed.status, "done");
   assertSameLosses(resumed.losses, reference.losses, "resumed after SIGKILL");
+  const logged = readMetrics(join(out, "metrics.jsonl"));
+  assert.deepEqual(
+    logged.map((m) => m.step),
+    Array.from({ length: STEPS }, (_, i) => i + 1),
+    "metrics.jsonl: each step once (lines the killed run wrote after its save are replaced)",
+  );
+  assertSameLosses(
+    logged.map((m) => m.loss),
+    reference.losses,
+    "metrics.jsonl after resume",
+  );
 
   // Pause from outside a worker-thread run, then resume in-process.
   const wOut = tempDir("ls-resume-worker-");
@@ -110,4 +122,5 @@ test("kill -9 after a save, then resume: the same per-step losses as an uninterr
   assert.ok(paused.step >= pausedAt && paused.step < STEPS, `paused at ${paused.step}`);
   const continued = await train(tinyConfig(data, wOut, { ...settings, resume: wOut }), fast);
   assertSameLosses(continued.losses, reference.losses, "resumed after pause");
+  removeDirs(data, dir, wOut, refOut);
 });

@@ -14,13 +14,15 @@ import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
+import {
+  buildUNetGraph,
+  type HostTensor,
+  loraInputNames,
+  openCheckpoint,
+  Session,
+} from "@lora-studio/engine";
+import { readAdapter } from "@lora-studio/prompt-lora";
 import sharp from "sharp";
-import { openCheckpoint } from "../../engine/src/models/loader/checkpoint.ts";
-import { buildUNetGraph } from "../../engine/src/models/unet/unet.ts";
-import { loraInputNames } from "../../engine/src/nn/lora.ts";
-import { Session } from "../../engine/src/runtime/session.ts";
-import type { HostTensor } from "../../engine/src/runtime/tensor.ts";
-import { readAdapter } from "../../prompt-lora/src/adapters/parse.ts";
 import { epochBatches } from "../src/dataset/order.ts";
 import { orderBuckets, planDataset } from "../src/dataset/plan.ts";
 import { readMetrics } from "../src/logging/metrics.ts";
@@ -29,7 +31,7 @@ import { prepareBatch } from "../src/train/batch.ts";
 import { cacheLatents, TextEmbedder } from "../src/train/encoders.ts";
 import { EVAL_TIMESTEPS } from "../src/train/evaluation.ts";
 import { train } from "../src/train/train.ts";
-import { makeDataset, TINY_DIFFUSERS, tempDir, tinyConfig } from "./train.helpers.ts";
+import { makeDataset, removeDirs, TINY_DIFFUSERS, tempDir, tinyConfig } from "./train.helpers.ts";
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
@@ -201,4 +203,5 @@ test("a 40-step LoRA run on the tiny model lowers the fixed-batch loss and write
     `file + inference UNet: ${withLora}, trainer: ${lastEval}`,
   );
   assert.ok(Math.abs(withoutLora - result.evalLosses[0].loss) <= 1e-4 * withoutLora);
+  removeDirs(data, out);
 });

@@ -1,5 +1,5 @@
 /** Shared by the training tests: a small generated dataset (sharp) and a config on the tiny fixture model. */
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -37,6 +37,11 @@ export async function makeDataset(dir: string, count = 4, size = 64): Promise<vo
       .toFile(join(sub, `img${i}.png`));
     writeFileSync(join(sub, `img${i}.txt`), `inkwash painting, blob ${i % 2 === 0 ? "left" : "right"}`);
   }
+}
+
+/** Removes test folders (called at the end of a passing test; a failing one leaves them for inspection). */
+export function removeDirs(...dirs: string[]): void {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 }
 
 export function tempDir(prefix: string): string {

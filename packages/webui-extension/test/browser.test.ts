@@ -139,14 +139,13 @@ test("a caption edited in the Datasets grid is saved to disk", {
   await page.screenshot({ path: join(ARTIFACTS, "datasets.png"), fullPage: true });
 });
 
-test("the Train tab shows the trainer's config form and says plainly the engine is not wired", {
+test("the Train tab shows the trainer's config form, validates it and plans it live", {
   skip: !available && "no /usr/bin/chromium",
 }, async () => {
   await studioTab("Train").click();
   await page.locator('ls-train-tab input[data-key="lora_rank"]').waitFor();
   assert.equal(await page.locator('ls-train-tab input[data-key="lora_rank"]').inputValue(), "8");
-  await page.locator("ls-train-tab .engine-missing", { hasText: "not available yet" }).waitFor();
-  assert.equal(await page.locator("ls-train-tab button.primary").isDisabled(), true);
+  assert.equal(await page.locator("ls-train-tab .engine-missing").count(), 0);
   await page.locator('ls-train-tab select[aria-label="use a dataset"]').selectOption("faces");
   assert.equal(
     await page.locator('ls-train-tab input[data-key="train_data_dir"]').inputValue(),
@@ -155,10 +154,15 @@ test("the Train tab shows the trainer's config form and says plainly the engine 
   await page.locator('ls-train-tab input[data-key="base_model"]').fill("/models/tiny.safetensors");
   await page.locator("ls-train-tab button", { hasText: "Validate" }).click();
   await page.locator("ls-train-tab pre.result", { hasText: "valid" }).waitFor();
-  // the trainer's dry-run plan of the chosen dataset: 1 image x 1 repeat / batch 1 x 10 epochs
+  // the live plan follows the form: 1 image x 1 repeat / batch 1 x 10 epochs, then x 3 repeats
+  await page.locator("ls-train-tab .plan .summary", { hasText: "= 10 steps" }).waitFor();
+  await page.locator('ls-train-tab input[data-key="repeats"]').fill("3");
+  await page.locator('ls-train-tab input[data-key="repeats"]').press("Tab");
+  await page.locator("ls-train-tab .plan .summary", { hasText: "= 30 steps" }).waitFor();
+  // the trainer's dry-run plan of the chosen dataset, in full
   await page.locator("ls-train-tab button", { hasText: "Plan" }).click();
   await page.locator("ls-train-tab pre.result", { hasText: "images: 1 used" }).waitFor();
-  assert.match((await page.locator("ls-train-tab pre.result").textContent()) ?? "", /= 10 steps/);
+  assert.match((await page.locator("ls-train-tab pre.result").textContent()) ?? "", /= 30 steps/);
   await page.screenshot({ path: join(ARTIFACTS, "train.png"), fullPage: true });
 });
 

@@ -134,9 +134,9 @@ export class EventSocket extends EventTarget {
     this.dispatchEvent(new CustomEvent(msg.type, { detail: msg }));
   }
 
-  /** Follows a job from `since` (0: its whole history). */
+  /** Follows a job from `since` (0: its whole history, replayed again even if it was seen before). */
   subscribe(jobId: string, since = 0): void {
-    if (!this.lastSeq.has(jobId)) this.lastSeq.set(jobId, since);
+    this.lastSeq.set(jobId, since);
     if (this.ws?.readyState === WebSocket.OPEN && this.status === "open") {
       this.ws.send(JSON.stringify({ type: "subscribe", jobId, since: this.lastSeq.get(jobId) }));
     }

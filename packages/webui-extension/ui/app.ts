@@ -24,7 +24,10 @@ export class LoraStudioApp extends LitElement {
     config: { attribute: false },
     tab: { state: true },
     connection: { state: true },
+    focusJob: { state: true },
   };
+  /** The job the Runs tab opens on (set when the Train tab starts one). */
+  declare focusJob: string | null;
   declare config: StudioConfig;
   declare tab: Tab;
   declare connection: string;
@@ -35,6 +38,11 @@ export class LoraStudioApp extends LitElement {
     super();
     this.tab = "Library";
     this.connection = "connecting";
+    this.focusJob = null;
+    this.addEventListener("ls-open-job", (e) => {
+      this.focusJob = (e as CustomEvent<{ id: string }>).detail.id;
+      this.tab = "Runs";
+    });
   }
 
   static override styles = [
@@ -88,7 +96,7 @@ export class LoraStudioApp extends LitElement {
       case "Train":
         return html`<ls-train-tab theme=${theme} .api=${this.api}></ls-train-tab>`;
       case "Runs":
-        return html`<ls-runs-tab theme=${theme} .api=${this.api} .socket=${this.socket}></ls-runs-tab>`;
+        return html`<ls-runs-tab theme=${theme} .api=${this.api} .socket=${this.socket} .focusJob=${this.focusJob}></ls-runs-tab>`;
       case "Library":
         return html`<ls-library-tab theme=${theme} .api=${this.api} .socket=${this.socket}></ls-library-tab>`;
     }

@@ -1,13 +1,18 @@
-/** Runs tab: every job, and for the selected one its live chart (loss, else progress), log and pause/resume/cancel. */
+/**
+ * Runs tab: every job (newest first) and the selected one's live view (run-view.ts) with pause/resume/cancel.
+ * The job list comes from the API when the tab opens and is kept current by the websocket's `job` messages;
+ * the selected job's events are replayed from seq 0 and then streamed.
+ */
 import { css, html, LitElement, nothing } from "lit";
 import type { EventSocket, JobEvent, JobRecord, StudioApi } from "./api.ts";
-import "./chart.ts";
+import "./run-view.ts";
 import { shared } from "./styles.ts";
 
 export class RunsTab extends LitElement {
   static override properties = {
     api: { attribute: false },
     socket: { attribute: false },
+    focusJob: { attribute: false },
     jobs: { state: true },
     selected: { state: true },
     events: { state: true },
@@ -15,6 +20,8 @@ export class RunsTab extends LitElement {
   };
   declare api: StudioApi;
   declare socket: EventSocket;
+  /** A job to show first (the one just started from the Train tab). */
+  declare focusJob: string | null;
   declare jobs: JobRecord[];
   declare selected: string | null;
   declare events: JobEvent[];
@@ -22,6 +29,7 @@ export class RunsTab extends LitElement {
 
   constructor() {
     super();
+    this.focusJob = null;
     this.jobs = [];
     this.selected = null;
     this.events = [];
@@ -31,32 +39,57 @@ export class RunsTab extends LitElement {
   static override styles = [
     shared,
     css`
-      .layout { display: grid; grid-template-columns: 280px 1fr; gap: 12px; }
-      ul { list-style: none; margin: 0; padding: 0; max-height: 520px; overflow: auto; }
+      .layout { display: grid; grid-template-columns: 260px minmax(0, 1fr); gap: 12px; }
+      ul { list-style: none; margin: 0; padding: 0; max-height: 760px; overflow: auto; }
       li button { width: 100%; text-align: left; margin-bottom: 4px; }
       li button[aria-current="true"] { border-color: var(--ls-accent); }
-      .log { height: 180px; overflow: auto; font: 12px ui-monospace, monospace; background: var(--ls-panel); border: 1px solid var(--ls-border); border-radius: 8px; padding: 6px; white-space: pre-wrap; }
       .state { font-weight: 600; }
+      .head { min-height: 32px; }
+      .head code { font-size: 11px; }
+      p.error { min-height: 1.4em; margin: 4px 0; }
     `,
   ];
 
+  private readonly onHello = (e: Event) => this.setJobs((e as CustomEvent).detail.jobs as JobRecord[]);
+  private readonly onJob = (e: Event) => {
+    const job = (e as CustomEvent).detail.job as JobRecord;
+    const known = this.jobs.some((j) => j.id === job.id);
+    this.jobs = known ? this.jobs.map((j) => (j.id === job.id ? job : j)) : [job, ...this.jobs];
+    if (this.selected === null || job.id === this.focusJob) {
+      if (this.selected !== job.id) this.select(job.id);
+    }
+  };
+  private readonly onEvent = (e: Event) => {
+    const ev = (e as CustomEvent).detail.event as JobEvent;
+    if (ev.jobId !== this.selected) return;
+    const last = this.events.at(-1)?.seq ?? 0;
+    if (ev.seq > last) this.events = [...this.events, ev];
+  };
+
   override connectedCallback(): void {
     super.connectedCallback();
-    this.socket.addEventListener("hello", (e) => {
-      this.jobs = [...((e as CustomEvent).detail.jobs as JobRecord[])].reverse();
-      if (this.selected === null && this.jobs.length > 0) this.select(this.jobs[0].id);
-    });
-    this.socket.addEventListener("job", (e) => {
-      const job = (e as CustomEvent).detail.job as JobRecord;
-      const rest = this.jobs.filter((j) => j.id !== job.id);
-      const known = rest.length !== this.jobs.length;
-      this.jobs = known ? this.jobs.map((j) => (j.id === job.id ? job : j)) : [job, ...rest];
-      if (!known && this.selected === null) this.select(job.id);
-    });
-    this.socket.addEventListener("event", (e) => {
-      const ev = (e as CustomEvent).detail.event as JobEvent;
-      if (ev.jobId === this.selected) this.events = [...this.events, ev];
-    });
+    this.socket.addEventListener("hello", this.onHello);
+    this.socket.addEventListener("job", this.onJob);
+    this.socket.addEventListener("event", this.onEvent);
+    void this.api
+      .get<{ jobs: JobRecord[] }>("/api/jobs")
+      .then((r) => this.setJobs(r.jobs))
+      .catch((err: Error) => {
+        this.message = err.message;
+      });
+  }
+
+  override disconnectedCallback(): void {
+    super.disconnectedCallback();
+    this.socket.removeEventListener("hello", this.onHello);
+    this.socket.removeEventListener("job", this.onJob);
+    this.socket.removeEventListener("event", this.onEvent);
+  }
+
+  private setJobs(list: JobRecord[]): void {
+    this.jobs = [...list].reverse();
+    const want = this.focusJob ?? this.selected ?? this.jobs[0]?.id ?? null;
+    if (want !== null && want !== this.selected && this.jobs.some((j) => j.id === want)) this.select(want);
   }
 
   select(id: string): void {
@@ -74,27 +107,13 @@ export class RunsTab extends LitElement {
     }
   }
 
-  private chartPoints(): { label: string; points: Array<[number, number]> } {
-    const metrics = this.events.filter((e) => e.type === "metric" && typeof e.data?.loss === "number");
-    if (metrics.length > 0) {
-      return {
-        label: "loss",
-        points: metrics.map((e) => [Number(e.data?.step ?? e.seq), Number(e.data?.loss)]),
-      };
-    }
-    const progress = this.events.filter((e) => e.type === "progress" && typeof e.data?.total === "number");
-    return {
-      label: "progress %",
-      points: progress.map((e) => [
-        e.time,
-        (100 * Number(e.data?.done)) / Math.max(1, Number(e.data?.total)),
-      ]),
-    };
+  private label(j: JobRecord): string {
+    const name = (j.params as { config?: { output_name?: string } } | null)?.config?.output_name;
+    return name ? `${j.kind}: ${name}` : j.kind;
   }
 
   override render() {
     const job = this.jobs.find((j) => j.id === this.selected);
-    const chart = this.chartPoints();
     return html`<div class="layout">
       <ul aria-label="jobs">
         ${this.jobs.length === 0 ? html`<li class="muted">No jobs yet.</li>` : nothing}
@@ -102,27 +121,20 @@ export class RunsTab extends LitElement {
           (
             j,
           ) => html`<li><button aria-current=${j.id === this.selected ? "true" : "false"} @click=${() => this.select(j.id)}>
-          <span class="state">${j.state}</span> ${j.kind}<br /><span class="muted">${new Date(j.createdAt).toLocaleString()}</span></button></li>`,
+          <span class="state">${j.state}</span> ${this.label(j)}<br /><span class="muted">${new Date(j.createdAt).toLocaleString()}</span></button></li>`,
         )}
       </ul>
       <div>
         ${
           job
-            ? html`<div class="row">
-          <span class="state job-state">${job.state}</span><span>${job.kind}</span><code class="muted">${job.id}</code>
-          <button ?disabled=${job.state !== "running" && job.state !== "queued"} @click=${() => this.control("pause")}>Pause</button>
-          <button ?disabled=${job.state !== "paused"} @click=${() => this.control("resume")}>Resume</button>
-          <button ?disabled=${!["queued", "running", "paused"].includes(job.state)} @click=${() => this.control("cancel")}>Cancel</button>
+            ? html`<div class="row head">
+          <span class="state job-state">${job.state}</span><span>${this.label(job)}</span><code class="muted">${job.id}</code>
+          <button class="pause" ?disabled=${job.state !== "running" && job.state !== "queued"} @click=${() => this.control("pause")}>Pause</button>
+          <button class="resume" ?disabled=${job.state !== "paused"} @click=${() => this.control("resume")}>Resume</button>
+          <button class="cancel" ?disabled=${!["queued", "running", "paused"].includes(job.state)} @click=${() => this.control("cancel")}>Cancel</button>
         </div>
-        ${job.error ? html`<p class="error">${job.error}</p>` : nothing}
-        <p class="error">${this.message}</p>
-        <ls-line-chart .points=${chart.points} .label=${chart.label} .smooth=${chart.label === "loss"} theme=${this.getAttribute("theme") ?? "light"}></ls-line-chart>
-        <div class="log" aria-label="log">${this.events
-          .filter((e) => e.type === "log" || e.type === "state" || e.type === "progress")
-          .map(
-            (e) =>
-              `#${e.seq} ${e.type}: ${e.type === "progress" ? `${e.data?.done}/${e.data?.total} ${e.data?.label ?? ""}` : JSON.stringify(e.data)}\n`,
-          )}</div>`
+        <p class="error">${job.error ?? ""}${this.message}</p>
+        <ls-run-view theme=${this.getAttribute("theme") ?? "light"} .api=${this.api} .job=${job} .events=${this.events}></ls-run-view>`
             : html`<p class="muted">Select a job.</p>`
         }
       </div>

@@ -1,7 +1,8 @@
 /**
  * Train tab: the trainer's config keys as a form (tutorial keys first, the rest folded under "Advanced"),
- * presets, validation by the trainer's own code on the service, and Start, which is enabled only when the
- * service reports a training engine (until then the tab says so plainly).
+ * presets, validation by the trainer's own code on the service, a live plan (the trainer's dry-run plan,
+ * refreshed as the form changes), the hot-load settings of the LoRA card, and Start, which queues a real
+ * training job and opens it in the Runs tab.
  */
 import { css, html, LitElement, nothing } from "lit";
 import type { StudioApi } from "./api.ts";
@@ -16,7 +17,23 @@ interface Schema {
   engineAvailable: boolean;
   /** Where this service keeps its datasets (absolute), to fill train_data_dir from a dataset name. */
   datasetsDir: string;
+  /** The Lora subfolder training jobs write into unless the form says otherwise. */
+  loraSubfolder: string;
 }
+
+interface Plan {
+  ok: boolean;
+  text?: string;
+  message?: string;
+  images?: number;
+  repeats?: number;
+  stepsPerEpoch?: number;
+  epochs?: number;
+  totalSteps?: number;
+  activationText?: string;
+}
+
+const PLAN_DELAY_MS = 400;
 
 /** Starting points from the LoRA guides: what differs between a style, a character and a craft pattern. */
 export const PRESETS: Record<string, Record<string, unknown>> = {
@@ -54,7 +71,16 @@ export class TrainTab extends LitElement {
     values: { state: true },
     result: { state: true },
     datasets: { state: true },
+    dryRun: { state: true },
+    preset: { state: true },
+    hot: { state: true },
   };
+  declare dryRun: Plan | null;
+  declare preset: string;
+  /** Hot-load settings (job parameters, not trainer keys). */
+  declare hot: { subfolder: string; activation: string; weight: number; ortOpt: string };
+  private planTimer: ReturnType<typeof setTimeout> | undefined;
+  private planFor = "";
   declare api: StudioApi;
   declare schema: Schema | null;
   declare values: Record<string, unknown>;
@@ -67,6 +93,9 @@ export class TrainTab extends LitElement {
     this.values = {};
     this.result = "";
     this.datasets = [];
+    this.dryRun = null;
+    this.preset = "";
+    this.hot = { subfolder: "", activation: "", weight: 1, ortOpt: "" };
   }
 
   static override styles = [
@@ -76,6 +105,10 @@ export class TrainTab extends LitElement {
       label { display: flex; flex-direction: column; font-size: 12px; }
       details { margin-top: 10px; }
       pre { white-space: pre-wrap; background: var(--ls-panel); padding: 8px; border-radius: 6px; }
+      .plan { height: 150px; overflow: auto; margin: 8px 0 0; box-sizing: border-box; }
+      .plan .summary { font-weight: 600; min-height: 1.4em; }
+      fieldset { border: 1px solid var(--ls-border); border-radius: 6px; margin-top: 10px; display: grid; grid-template-columns: repeat(auto-fill, minmax(240px, 1fr)); gap: 8px; }
+      button[aria-pressed="true"] { border-color: var(--ls-accent); }
     `,
   ];
 
@@ -84,6 +117,7 @@ export class TrainTab extends LitElement {
     void this.api.get<Schema>("/api/train/schema").then((s) => {
       this.schema = s;
       this.values = { ...s.defaults };
+      this.hot = { ...this.hot, subfolder: s.loraSubfolder };
     });
     void this.api.get<{ datasets: Array<{ name: string }> }>("/api/datasets").then((r) => {
       this.datasets = r.datasets.map((d) => d.name);
@@ -154,6 +188,39 @@ export class TrainTab extends LitElement {
     this.result = r.ok ? (r.text ?? "") : (r.message ?? "invalid");
   }
 
+  override disconnectedCallback(): void {
+    super.disconnectedCallback();
+    clearTimeout(this.planTimer);
+  }
+
+  /** The live plan: the trainer's dry-run plan of the form, a moment after the last change. */
+  override updated(changed: Map<string, unknown>): void {
+    if (!changed.has("values") || this.schema === null) return;
+    const text = this.configText();
+    if (text === this.planFor) return;
+    clearTimeout(this.planTimer);
+    if (!this.values.train_data_dir || !this.values.base_model) {
+      this.dryRun = null;
+      return;
+    }
+    this.planTimer = setTimeout(() => void this.livePlan(text), PLAN_DELAY_MS);
+  }
+
+  private async livePlan(text: string): Promise<void> {
+    this.planFor = text;
+    try {
+      const r = await this.api.send<Plan>("POST", "/api/train/plan", { yaml: text });
+      if (text === this.configText()) this.dryRun = r;
+    } catch (err) {
+      this.dryRun = { ok: false, message: (err as Error).message };
+    }
+  }
+
+  private usePreset(name: string): void {
+    this.preset = name;
+    this.values = { ...this.values, ...PRESETS[name] };
+  }
+
   private useDataset(name: string): void {
     const dir = (this.schema as Schema).datasetsDir;
     if (name !== "") this.values = { ...this.values, train_data_dir: `${dir}/${name}` };
@@ -161,11 +228,48 @@ export class TrainTab extends LitElement {
 
   private async start(): Promise<void> {
     try {
-      await this.api.send("POST", "/api/jobs", { kind: "train", params: this.values });
+      const job = await this.api.send<{ id: string }>("POST", "/api/jobs", {
+        kind: "train",
+        params: {
+          config: this.values,
+          lora_subfolder: this.hot.subfolder || undefined,
+          activation_text: this.hot.activation || undefined,
+          preferred_weight: this.hot.weight,
+          graph_optimization: this.hot.ortOpt || undefined,
+        },
+      });
       this.result = "Training job queued: see Runs.";
+      this.dispatchEvent(
+        new CustomEvent("ls-open-job", { detail: { id: job.id }, bubbles: true, composed: true }),
+      );
     } catch (err) {
       this.result = (err as Error).message;
     }
+  }
+
+  private renderPlan() {
+    const p = this.dryRun;
+    const summary =
+      p === null
+        ? "Choose a dataset and a base model to see the plan."
+        : p.ok
+          ? `${p.images} image(s), ${p.repeats} samples per epoch -> ${p.stepsPerEpoch} steps x ${p.epochs} epochs = ${p.totalSteps} steps; activation text "${p.activationText}"`
+          : "The config is not valid yet:";
+    return html`<pre class="plan" aria-live="polite" aria-label="plan"><div class="summary">${summary}</div>${p === null ? "" : p.ok ? p.text : p.message}</pre>`;
+  }
+
+  private renderHotLoad() {
+    const set = (k: keyof TrainTab["hot"], v: string | number) => {
+      this.hot = { ...this.hot, [k]: v };
+    };
+    return html`<fieldset><legend>Job: the LoRA card in the WebUI, runtime</legend>
+      <label>models/Lora subfolder<input data-hot="subfolder" .value=${this.hot.subfolder} @change=${(e: Event) => set("subfolder", (e.target as HTMLInputElement).value.trim())} /></label>
+      <label>activation text<input data-hot="activation" placeholder=${this.dryRun?.activationText ?? "from the captions"} .value=${this.hot.activation} @change=${(e: Event) => set("activation", (e.target as HTMLInputElement).value)} /></label>
+      <label>preferred weight<input data-hot="weight" type="number" step="0.05" .value=${String(this.hot.weight)} @change=${(e: Event) => set("weight", Number((e.target as HTMLInputElement).value))} /></label>
+      <label>ONNX Runtime graph optimization (like --ort-opt)<select data-hot="ortOpt" @change=${(e: Event) => set("ortOpt", (e.target as HTMLSelectElement).value)}>
+        ${["", "disabled", "basic", "extended", "all"].map((o) => html`<option .value=${o} ?selected=${o === this.hot.ortOpt}>${o === "" ? "trainer default (all)" : o}</option>`)}
+      </select></label>
+    </fieldset>`;
   }
 
   override render() {
@@ -182,10 +286,12 @@ export class TrainTab extends LitElement {
           </select>
         </label>
         Preset:
-        ${Object.entries(PRESETS).map(([name, p]) => html`<button @click=${() => (this.values = { ...this.values, ...p })}>${name}</button>`)}
+        ${Object.keys(PRESETS).map((name) => html`<button data-preset=${name} aria-pressed=${this.preset === name ? "true" : "false"} @click=${() => this.usePreset(name)}>${name}</button>`)}
       </div>
       <form @submit=${(e: Event) => e.preventDefault()}>${s.basic.map((k) => this.field(k))}</form>
       <details><summary>Advanced (${advanced.length} keys)</summary><form>${advanced.map((k) => this.field(k))}</form></details>
+      ${this.renderHotLoad()}
+      ${this.renderPlan()}
       <div class="row" style="margin-top:8px">
         <button @click=${() => this.validate()}>Validate</button>
         <button @click=${() => this.plan()}>Plan</button>

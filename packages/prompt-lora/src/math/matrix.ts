@@ -9,7 +9,7 @@
  * Accuracy: the kernel accumulates in float32 over at most CHUNK terms; chunks are summed in float64, so a
  * product over k terms has error ~ eps32 * sqrt(CHUNK) * |a||b| instead of growing with k.
  */
-import { gemmF32 } from "./simd-gemm.ts";
+import { accumulateGramTN, gemmF32 } from "./simd-gemm.ts";
 
 export interface Matrix {
   rows: number;
@@ -94,6 +94,10 @@ export function gramTN(a: Matrix): Matrix64 {
   const { rows: m, cols: n } = a;
   const g = new Float64Array(n * n);
   const BLOCK = 64;
+  if (accumulateGramTN(a.data, m, n, g, CHUNK, BLOCK)) {
+    for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) g[i * n + j] = g[j * n + i];
+    return { rows: n, cols: n, data: g };
+  }
   const chunkT = new Float32Array(n * Math.min(CHUNK, m));
   const right = new Float32Array(Math.min(CHUNK, m) * BLOCK);
   const part = new Float32Array(n * BLOCK);

@@ -221,32 +221,34 @@ export function factoredSvd(u: Matrix, d: Matrix, rank: number, opts: LowRankOpt
 
   const k = Math.min(rank + (opts.oversample ?? 10), R);
   let c: Matrix;
+  let guC: Matrix; // G_u C, kept up to date by orthonormalizeIn
   if (k === R) {
     // The sketch can span all of range(U): take the identity, exact.
     c = matrix(R, R);
     for (let i = 0; i < R; i++) c.data[i * R + i] = 1;
-    c = orthonormalizeIn(gu64, c);
+    ({ c, gc: guC } = orthonormalizeIn(gu64, c, 2, gu));
   } else {
     // Start from G_d Omega with Omega R x k Gaussian: columns distributed like D (D^T Omega'), i.e. already
     // weighted towards A's dominant right directions, for R*k draws instead of in*k (Gaussian draws cost
     // ~50 ns each here: drawing in x k of them took most of a compression).
     const rng = new Rng(opts.seed ?? 1);
     const powerIterations = opts.powerIterations ?? 2;
-    c = orthonormalizeIn(
+    ({ c, gc: guC } = orthonormalizeIn(
       gu64,
       matmul(gd, matrix(R, k, rng.gaussianArray(R * k))),
       powerIterations > 0 ? 1 : 2,
-    );
+      gu,
+    ));
     for (let it = 0; it < powerIterations; it++) {
       // Intermediate bases only need to be well conditioned; the last one is orthonormalised twice.
-      c = orthonormalizeIn(gu64, matmul(gd, matmul(gu, c)), it === powerIterations - 1 ? 2 : 1);
+      ({ c, gc: guC } = orthonormalizeIn(gu64, matmul(gd, guC), it === powerIterations - 1 ? 2 : 1, gu));
     }
   }
   if (c.cols === 0) return zeroLowRank(u.rows, d.cols, normSquared);
   // T = C^T G_u (k x R): B = Q^T A = T D, and B B^T = T G_d T^T. Small problems take the float64 route so the
   // reported residual is exact to float64 rounding; large ones use the SIMD products (residuals below ~1e-3 of
   // the norm are then at the float32 noise floor).
-  const t = transpose(matmul(gu, c));
+  const t = transpose(guC);
   const bbt = R * R * c.cols <= SMALL_CORE ? tGtT64(t, gd64) : matmul64Small(t, gd, t);
   const { values, vectors } = symmetricEigen(bbt);
   const r = Math.min(rank, c.cols);
@@ -269,19 +271,30 @@ export function factoredNormSquared(u: Matrix, d: Matrix): number {
   return Math.max(0, s);
 }
 
-/** Orthonormalise the columns of C in the metric G (C^T G C = I); two passes for an accurate final basis. */
-function orthonormalizeIn(g64: Matrix64, c: Matrix, passes = 2): Matrix {
+/**
+ * Orthonormalise the columns of C in the metric G (C^T G C = I); two passes for an accurate final basis.
+ * Returns G C as well: each pass forms G C for its Gram anyway, and G (C B) = (G C) B costs R k^2 instead of
+ * R^2 k, which the caller reuses for its next product with G.
+ */
+function orthonormalizeIn(
+  g64: Matrix64,
+  c: Matrix,
+  passes = 2,
+  g = toMatrix32(g64),
+): { c: Matrix; gc: Matrix } {
   let cur = c;
-  const g = toMatrix32(g64);
+  let gc = matrix(c.rows, c.cols);
   for (let pass = 0; pass < passes; pass++) {
-    const ct = transpose(cur);
-    const s = toMatrix64(matmul(ct, matmul(g, cur)));
+    gc = matmul(g, cur);
+    const s = toMatrix64(matmul(transpose(cur), gc));
     symmetrize(s);
     const basis = inverseSqrtBasis(s, pass === 0 ? RANK_TOL : 1e-6);
-    if (basis.cols === 0) return matrix(c.rows, 0);
-    cur = matmul(cur, toMatrix32(basis));
+    if (basis.cols === 0) return { c: matrix(c.rows, 0), gc: matrix(c.rows, 0) };
+    const b32 = toMatrix32(basis);
+    cur = matmul(cur, b32);
+    gc = matmul(gc, b32);
   }
-  return cur;
+  return { c: cur, gc };
 }
 
 /** Largest R * R * k handled in plain float64 (a few ms of scalar JS). */

@@ -38,13 +38,15 @@ import {
   vec,
 } from "./wasm-asm.ts";
 
-// Locals: params 0..5 = aPtr, bPtr, cPtr, m, k, n; then i32 scratch, then v128 accumulators.
-const [A, B, C, M, K, N] = [0, 1, 2, 3, 4, 5];
-const [Ii, Jj, P, AR0, AR1, BP, CR, NB, KB] = [6, 7, 8, 9, 10, 11, 12, 13, 14];
-const ACC = 15; // 8 accumulators: rows 0/1 x 4 vectors of 4 columns
-const AV0 = 23;
-const AV1 = 24;
-const BV = 25;
+// Params: 0..5 = aPtr, bPtr, cPtr, m, k, n; 6..9 = byte strides: A row (i -> i+1), A step (p -> p+1), B row,
+// C row. A plain row-major A has (k*4, 4); a transposed view of a row-major k x m array has (4, m*4), which
+// lets Gram products read A^T without transposing it. Then i32 scratch, then v128 accumulators.
+const [A, B, C, M, K, N, AROW, ASTEP, LDB, LDC] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+const [Ii, Jj, P, AR0, AR1, BP, CR] = [10, 11, 12, 13, 14, 15, 16];
+const ACC = 17; // 8 accumulators: rows 0/1 x 4 vectors of 4 columns
+const AV0 = 25;
+const AV1 = 26;
+const BV = 27;
 
 /** `for (v = 0; v < limit; v += step) { body }` */
 function forLoop(v: number, limit: number, step: number, body: number[]): number[] {
@@ -90,22 +92,22 @@ function kernelBody(): number[] {
       inner.push(...get(acc), ...get(av), ...get(BV), ...f32x4mul, ...f32x4add, ...set(acc));
     }
   }
-  inner.push(...get(AR0), ...i32c(4), ...add32, ...set(AR0));
-  inner.push(...get(AR1), ...i32c(4), ...add32, ...set(AR1));
-  inner.push(...get(BP), ...get(NB), ...add32, ...set(BP));
+  inner.push(...get(AR0), ...get(ASTEP), ...add32, ...set(AR0));
+  inner.push(...get(AR1), ...get(ASTEP), ...add32, ...set(AR1));
+  inner.push(...get(BP), ...get(LDB), ...add32, ...set(BP));
 
   const tile: number[] = [];
   for (let a = 0; a < 8; a++) tile.push(...v128zero, ...set(ACC + a));
-  // aRow0 = aPtr + i * kBytes; aRow1 = aRow0 + kBytes; bp = bPtr + j * 4
-  tile.push(...get(A), ...get(Ii), ...get(KB), ...mul32, ...add32, ...set(AR0));
-  tile.push(...get(AR0), ...get(KB), ...add32, ...set(AR1));
+  // aRow0 = aPtr + i * aRowStride; aRow1 = aRow0 + aRowStride; bp = bPtr + j * 4
+  tile.push(...get(A), ...get(Ii), ...get(AROW), ...mul32, ...add32, ...set(AR0));
+  tile.push(...get(AR0), ...get(AROW), ...add32, ...set(AR1));
   tile.push(...get(B), ...get(Jj), ...i32c(4), ...mul32, ...add32, ...set(BP));
   tile.push(...forLoop(P, K, 1, inner));
-  // cRow = cPtr + (i * n + j) * 4; store row 0 then row 1 (cRow + nBytes)
+  // cRow = cPtr + i * cRowStride + j * 4; store row 0 then row 1 (cRow + cRowStride)
   tile.push(
     ...get(C),
     ...get(Ii),
-    ...get(NB),
+    ...get(LDC),
     ...mul32,
     ...add32,
     ...get(Jj),
@@ -116,30 +118,19 @@ function kernelBody(): number[] {
   tile.push(...set(CR));
   for (let row = 0; row < 2; row++) {
     for (let q = 0; q < 4; q++) tile.push(...get(CR), ...get(ACC + row * 4 + q), ...v128store(16 * q));
-    if (row === 0) tile.push(...get(CR), ...get(NB), ...add32, ...set(CR));
+    if (row === 0) tile.push(...get(CR), ...get(LDC), ...add32, ...set(CR));
   }
 
-  return [
-    ...get(N),
-    ...i32c(4),
-    ...mul32,
-    ...set(NB),
-    ...get(K),
-    ...i32c(4),
-    ...mul32,
-    ...set(KB),
-    ...forLoop(Ii, M, 2, forLoop(Jj, N, 16, tile)),
-    ...end,
-  ];
+  return [...forLoop(Ii, M, 2, forLoop(Jj, N, 16, tile)), ...end];
 }
 
 function assemble(): Uint8Array {
-  const type = section(1, vec([[0x60, ...vec(new Array(6).fill([I32])), 0]]));
+  const type = section(1, vec([[0x60, ...vec(new Array(10).fill([I32])), 0]]));
   const imports = section(2, vec([[...str("env"), ...str("mem"), 0x02, 0x00, 1]]));
   const funcs = section(3, vec([[0]]));
   const exports = section(7, vec([[...str("gemm"), 0x00, 0]]));
   const locals = vec([
-    [...uleb(9), I32],
+    [...uleb(7), I32],
     [...uleb(11), V128],
   ]);
   const body = [...locals, ...kernelBody()];
@@ -161,7 +152,18 @@ function assemble(): Uint8Array {
   ]);
 }
 
-type GemmFn = (aPtr: number, bPtr: number, cPtr: number, m: number, k: number, n: number) => void;
+type GemmFn = (
+  aPtr: number,
+  bPtr: number,
+  cPtr: number,
+  m: number,
+  k: number,
+  n: number,
+  aRowStride: number,
+  aStep: number,
+  bRowStride: number,
+  cRowStride: number,
+) => void;
 
 // The tsconfig's lib (ES2023, no DOM) does not declare WebAssembly; this is the slice of it used here.
 interface WasmMemory {
@@ -232,7 +234,7 @@ export function gemmF32(
       heap.fill(0, bOff + p * np + n, bOff + (p + 1) * np);
     }
   }
-  inst.kernel(aOff * 4, bOff * 4, cOff * 4, mp, k, np);
+  inst.kernel(aOff * 4, bOff * 4, cOff * 4, mp, k, np, k * 4, 4, np * 4, np * 4);
   if (np === n) c.set(heap.subarray(cOff, cOff + m * n));
   else for (let i = 0; i < m; i++) c.set(heap.subarray(cOff + i * np, cOff + i * np + n), i * n);
 }
@@ -256,4 +258,46 @@ function gemmFallback(
     }
     for (let j = 0; j < n; j++) c[i * n + j] = acc[j];
   }
+}
+
+/**
+ * g (n x n, float64, row-major) += the upper block triangle of A^T A for A (m x n row-major), in column blocks
+ * of `block`: for each block j0 only rows i < j0 + block are formed (the caller mirrors the lower triangle).
+ * Rows of A are taken `chunk` at a time into the kernel's memory and read there as A^T through strides, so
+ * nothing is transposed or re-packed in JS; products are float32 within a chunk and summed in float64.
+ * Returns false (nothing done) when n is not a multiple of 16 or SIMD is missing: the caller then packs.
+ */
+export function accumulateGramTN(
+  a: Float32Array,
+  m: number,
+  n: number,
+  g: Float64Array,
+  chunk: number,
+  block: number,
+): boolean {
+  const inst = instance();
+  if (!inst || n % 16 !== 0 || block % 16 !== 0) return false;
+  const rowsMax = Math.min(chunk, m);
+  const aBytes = rowsMax * n * 4;
+  const cBytes = n * block * 4;
+  const have = inst.memory.buffer.byteLength;
+  if (aBytes + cBytes > have) inst.memory.grow(Math.ceil((aBytes + cBytes - have) / 65536));
+  const heap = new Float32Array(inst.memory.buffer);
+  const cOff = aBytes / 4;
+  for (let p0 = 0; p0 < m; p0 += chunk) {
+    const kc = Math.min(chunk, m - p0);
+    heap.set(a.subarray(p0 * n, (p0 + kc) * n), 0);
+    for (let j0 = 0; j0 < n; j0 += block) {
+      const nb = Math.min(block, n - j0);
+      const rowsUsed = j0 + nb; // even: a multiple of 16
+      // C[i, j] = sum_p A[p, i] * A[p, j0 + j]: A^T rows are 4 bytes apart, steps of one A row (n * 4).
+      inst.kernel(0, j0 * 4, cOff * 4, rowsUsed, kc, nb, 4, n * 4, n * 4, nb * 4);
+      for (let i = 0; i < rowsUsed; i++) {
+        const gi = i * n + j0;
+        const ci = cOff + i * nb;
+        for (let j = 0; j < nb; j++) g[gi + j] += heap[ci + j];
+      }
+    }
+  }
+  return true;
 }

@@ -260,9 +260,7 @@ async function bakeFile(
   await withAtomicPath(output, async (tmp) => {
     // The copy runs in libuv's thread pool; the handle for the in-place writes opens once it is done.
     let done = untargetedBytes;
-    const T0 = performance.now(); const tl = (m: string) => console.error(`[t] ${((performance.now() - T0) / 1000).toFixed(2)} ${m}`);
-    let computed = 0;
-    const ready = copyFile(file.path, tmp).then(async () => { tl(`copy done, computed ${computed}`);
+    const ready = copyFile(file.path, tmp).then(async () => {
       await chmod(tmp, mode | 0o200); // the base may be read-only; the copy must take our writes
       report.copiedTensors += file.tensors.size - targeted.length;
       progress(done, "copy");
@@ -323,7 +321,6 @@ async function bakeFile(
         let write: Promise<void>;
         try {
           const bytes = await compute(file, info, patches.get(info.name)!);
-          if (++computed % 40 === 0) tl(`computed ${computed}`);
           write = put(info, bytes).finally(release);
         } catch (err) {
           release();
@@ -338,9 +335,8 @@ async function bakeFile(
     };
     try {
       await Promise.all(Array.from({ length: Math.max(1, lanes) }, lane));
-      tl("lanes done");
       await Promise.all(held);
-      await ready; tl("all written");
+      await ready;
     } finally {
       await Promise.allSettled(held);
       await (await ready.catch(() => undefined))?.close();

@@ -20,9 +20,7 @@ export async function withAtomicPath<R>(path: string, write: (tmpPath: string) =
   const tmpPath = tempPathFor(path);
   try {
     const result = await write(tmpPath);
-    const T = performance.now();
     await fsyncPath(tmpPath, "r+");
-    console.error(`[t] fsync ${((performance.now() - T) / 1000).toFixed(2)}`);
     await rename(tmpPath, path);
     await fsyncDirectory(dirname(path));
     return result;

@@ -9,7 +9,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { basename, dirname, extname, relative } from "node:path";
-import { atomicWriteFile } from "../../../prompt-lora/src/util/atomic.ts";
+import { atomicWriteFile } from "@lora-studio/prompt-lora";
 import { formatCsv, parseCsv } from "../dataset/csv.ts";
 import type { FoundImage } from "../dataset/discover.ts";
 

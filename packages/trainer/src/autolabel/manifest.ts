@@ -10,7 +10,7 @@
 import { createHash } from "node:crypto";
 import { mkdir, readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { atomicWriteFile } from "../../../prompt-lora/src/util/atomic.ts";
+import { atomicWriteFile } from "@lora-studio/prompt-lora";
 
 export const MANIFEST_RELATIVE_PATH = ".lora-studio/autolabel.json";
 

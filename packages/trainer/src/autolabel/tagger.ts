@@ -10,8 +10,8 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import type { ExecutionProviderChoice } from "../../../engine/src/runtime/providers.ts";
-import { Session } from "../../../engine/src/runtime/session.ts";
+import type { ExecutionProviderChoice } from "@lora-studio/engine";
+import { Session } from "@lora-studio/engine";
 import { fixedDim, formatDims, type OnnxValueInfo, readOnnxSignature } from "./onnx-signature.ts";
 import { type ChannelOrder, packBatch, type TensorLayout } from "./preprocess.ts";
 import { readSelectedTags, type TagInfo } from "./tags.ts";

@@ -5,8 +5,8 @@
  * another image's. Returns one row per image and writes a contact sheet PNG with flagged images outlined in red.
  */
 import { basename, dirname, join } from "node:path";
+import { atomicWriteFile } from "@lora-studio/prompt-lora";
 import sharp from "sharp";
-import { atomicWriteFile } from "../../../prompt-lora/src/util/atomic.ts";
 import { type CaptionSource, loadCaptions } from "./captions.ts";
 import { discoverImages } from "./discover.ts";
 import { ImageLoadError, probeImage } from "./image.ts";

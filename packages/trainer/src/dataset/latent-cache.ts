@@ -11,7 +11,7 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { atomicWriteFile } from "../../../prompt-lora/src/util/atomic.ts";
+import { atomicWriteFile } from "@lora-studio/prompt-lora";
 import type { BucketAssignment } from "./buckets.ts";
 
 const MAGIC = 0x544c534c; // "LSLT" read as little-endian uint32

@@ -18,7 +18,19 @@ function isNorm(path: string): boolean {
 }
 
 /** Initial values for every key of `shapes`; `seed` and the key's position make each tensor reproducible. */
-export function initialWeights(shapes: ReadonlyMap<string, readonly number[]>, seed: number): StateMap {
+/**
+ * The last layer of every residual branch (resnet conv2, attention output projection, transformer proj_out),
+ * zero-initialised when `zeroResiduals` is set: each block then starts as the identity, so a deep network
+ * trains from scratch like a shallow one first ("zero-init residual", Goyal et al. 2017), which is what lets
+ * the demo build reach a usable model in a few hundred CPU steps.
+ */
+const RESIDUAL_OUTPUT = /(resnets\.\d+\.conv2|attentions\.\d+\.to_out\.0|attentions\.\d+\.proj_out)\.(weight|bias)$/;
+
+export function initialWeights(
+  shapes: ReadonlyMap<string, readonly number[]>,
+  seed: number,
+  o: { zeroResiduals?: boolean } = {},
+): StateMap {
   const out: StateMap = new Map();
   let index = 0;
   for (const [key, shapeRO] of shapes) {
@@ -29,7 +41,9 @@ export function initialWeights(shapes: ReadonlyMap<string, readonly number[]>, s
     const name = key.slice(dot + 1);
     const data = new Float32Array(n);
     const tensorSeed = deriveSeed(seed, index++, 7);
-    if (isNorm(path)) {
+    if (o.zeroResiduals && RESIDUAL_OUTPUT.test(key)) {
+      // stays zero
+    } else if (isNorm(path)) {
       if (name === "weight") data.fill(1);
     } else if (/embedding$/.test(path)) {
       const normals = new TorchCpuGenerator(tensorSeed).randn(n);

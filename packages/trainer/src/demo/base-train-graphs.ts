@@ -9,7 +9,7 @@
  */
 import { GraphBuilder } from "../../../engine/src/graph/builder.ts";
 import type { Graph, Value } from "../../../engine/src/graph/ir.ts";
-import { add, exp, mul, reduceMean, sub } from "../../../engine/src/graph/ops/index.ts";
+import { add, exp, mul, reduceMean, reshape, slice, sub } from "../../../engine/src/graph/ops/index.ts";
 import type { UNetModelConfig, VaeConfig } from "../../../engine/src/models/configs.ts";
 import { buildUNetGraph } from "../../../engine/src/models/unet/unet.ts";
 import { vaeDecodeLatents, vaeEncodeMoments } from "../../../engine/src/models/vae/autoencoder-kl.ts";
@@ -48,6 +48,7 @@ export function vaeTrainGraph(
   batch: number,
   size: number,
   klWeight: number,
+  guideWeight = 0,
 ): FullFineTuneGraph {
   const b = new GraphBuilder("demo_vae_train");
   const w = graphInputWeights();
@@ -61,8 +62,20 @@ export function vaeTrainGraph(
   const reconMse = meanSquare(sub(recon, x));
   // KL(N(mu, sigma^2) || N(0, 1)) = (mu^2 + sigma^2 - 1 - log sigma^2) / 2, averaged over latent elements.
   const kl = mul(reduceMean(sub(add(mul(mean, mean), exp(logvar)), add(logvar, 1)), undefined, false), 0.5);
-  const loss = add(reconMse, mul(kl, klWeight));
-  return finish(b, loss, w.shapes, { recon_mse: reconMse, kl });
+  let loss = add(reconMse, mul(kl, klWeight));
+  const extra: Record<string, Value> = { recon_mse: reconMse, kl };
+  if (guideWeight > 0) {
+    // Latent guide: the first three latent channels should follow the picture averaged over f x f blocks. It
+    // gives the encoder a direct signal from step one (instead of only through a random decoder), which
+    // shortens the "predict the mean colour" plateau of a from-scratch autoencoder, and makes the latents an
+    // image-like, smooth space, as SD's are.
+    const n = size / f;
+    const pooled = reduceMean(reshape(x, [batch, cfg.in_channels, n, f, n, f]), [3, 5], false);
+    const guide = meanSquare(sub(slice(mean, [0], [cfg.in_channels], [1]), pooled));
+    loss = add(loss, mul(guide, guideWeight));
+    extra.guide = guide;
+  }
+  return finish(b, loss, w.shapes, extra);
 }
 
 /**

@@ -2,8 +2,9 @@
  * The loss-curve PNG: an SVG drawn as a string (axes, "nice" 1-2-5 ticks, the raw per-step loss as a thin line
  * and its moving average as a thick one) and rasterized by sharp (librsvg), so no chart library is needed.
  */
+
+import { atomicWriteFile } from "@lora-studio/prompt-lora";
 import sharp from "sharp";
-import { atomicWriteFile } from "../../../prompt-lora/src/util/atomic.ts";
 
 export interface LossPoint {
   step: number;

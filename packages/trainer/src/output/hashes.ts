@@ -11,7 +11,7 @@
  *    files under 1 MiB it is the hash of nothing ("e3b0c442") either way.
  */
 import { createHash } from "node:crypto";
-import type { TensorToWrite } from "../../../prompt-lora/src/safetensors/types.ts";
+import type { TensorToWrite } from "@lora-studio/prompt-lora";
 
 export interface SshsHashes {
   sshs_model_hash: string;

@@ -11,19 +11,17 @@ import { createHash } from "node:crypto";
 import { existsSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import {
+  architectureFor,
   type Checkpoint,
-  type OpenCheckpointOptions,
-  openCheckpoint,
-} from "../../../engine/src/models/loader/checkpoint.ts";
-import { architectureFor } from "../../../engine/src/models/loader/original-keys.ts";
-import {
+  ClipTokenizer,
   createNoiseSchedule,
   type NoiseSchedule,
+  type OpenCheckpointOptions,
+  openCheckpoint,
   readScheduleConfig,
   SD_SCHEDULE,
-} from "../../../engine/src/schedulers/noise-schedule.ts";
-import { ClipTokenizer } from "../../../engine/src/tokenizer/clip-bpe.ts";
-import type { ModelArchitecture } from "../../../prompt-lora/src/architecture/index.ts";
+} from "@lora-studio/engine";
+import type { ModelArchitecture } from "@lora-studio/prompt-lora";
 
 export interface BaseModel {
   checkpoint: Checkpoint;

@@ -5,14 +5,14 @@
  * captions. Every random draw comes from randomness.ts, keyed by (seed, micro-step).
  */
 
-import type { HostTensor } from "../../../engine/src/runtime/tensor.ts";
 import {
   addNoise,
   applyNoiseOffset,
+  type HostTensor,
   minSnrWeights,
   type NoiseSchedule,
   trainingTarget,
-} from "../../../engine/src/schedulers/noise-schedule.ts";
+} from "@lora-studio/engine";
 import { type CaptionProcessing, processCaption } from "../dataset/captions.ts";
 import type { Batch } from "../dataset/order.ts";
 import type { PlannedImage } from "../dataset/plan.ts";

@@ -10,15 +10,18 @@
  * Both files are written atomically (temp file + rename): a kill at any moment leaves the previous files intact.
  */
 
-import type { HostTensor } from "../../../engine/src/runtime/tensor.ts";
-import type { LoraModuleInfo } from "../../../engine/src/training/lora-train-step.ts";
-import type { Adapter, AdapterModule } from "../../../prompt-lora/src/adapters/types.ts";
-import { writeAdapter } from "../../../prompt-lora/src/adapters/write.ts";
-import { kohyaName } from "../../../prompt-lora/src/architecture/index.ts";
-import { fromFloat32 } from "../../../prompt-lora/src/safetensors/dtypes.ts";
-import { openSafetensors } from "../../../prompt-lora/src/safetensors/index.ts";
-import type { DType as StDType, TensorToWrite } from "../../../prompt-lora/src/safetensors/types.ts";
-import { writeSafetensors } from "../../../prompt-lora/src/safetensors/writer.ts";
+import type { HostTensor, LoraModuleInfo } from "@lora-studio/engine";
+import {
+  type Adapter,
+  type AdapterModule,
+  fromFloat32,
+  kohyaName,
+  openSafetensors,
+  type DType as StDType,
+  type TensorToWrite,
+  writeAdapter,
+  writeSafetensors,
+} from "@lora-studio/prompt-lora";
 import type { DataOrderState } from "../dataset/order.ts";
 import { withSshsHashes } from "../output/hashes.ts";
 

@@ -8,10 +8,13 @@
  * run seed and the cache key, so the cached value is reproducible and the disk cache stays valid for the same
  * seed (the seed is part of the cache's VAE identity).
  */
-import { buildClipTextGraph } from "../../../engine/src/models/clip-text.ts";
-import { buildVaeEncoderGraph } from "../../../engine/src/models/vae/autoencoder-kl.ts";
-import { Session, type SessionOptions } from "../../../engine/src/runtime/session.ts";
-import { TorchCpuGenerator } from "../../../engine/src/schedulers/torch-rng.ts";
+import {
+  buildClipTextGraph,
+  buildVaeEncoderGraph,
+  Session,
+  type SessionOptions,
+  TorchCpuGenerator,
+} from "@lora-studio/engine";
 import type { Size } from "../dataset/buckets.ts";
 import { loadBucketed, toTensorCHW } from "../dataset/image.ts";
 import { imageContentHash, type Latent, LatentCache, latentCacheKey } from "../dataset/latent-cache.ts";

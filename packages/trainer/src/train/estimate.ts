@@ -5,11 +5,15 @@
  * fails), memory is bounded from the graph: weights plus every intermediate tensor (an upper bound: ORT frees
  * and reuses buffers).
  */
-import { DTYPE_BYTES, type Graph, numel } from "../../../engine/src/graph/ir.ts";
-import { initialTrainState } from "../../../engine/src/optim/train-step.ts";
-import type { SessionOptions } from "../../../engine/src/runtime/session.ts";
-import type { HostTensor } from "../../../engine/src/runtime/tensor.ts";
-import { kohyaLoraInit } from "../../../engine/src/training/lora-init.ts";
+import {
+  DTYPE_BYTES,
+  type Graph,
+  type HostTensor,
+  initialTrainState,
+  kohyaLoraInit,
+  numel,
+  type SessionOptions,
+} from "@lora-studio/engine";
 import type { TrainConfig } from "../config/schema.ts";
 import type { DataPlan } from "../dataset/plan.ts";
 import { openBaseModel } from "./base-model.ts";

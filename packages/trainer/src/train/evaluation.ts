@@ -4,10 +4,13 @@
  * The value only changes when the LoRA does, so a falling curve means learning, not a lucky timestep draw
  * (training losses jump with the random timestep). One session run per evaluation: the timesteps form the batch.
  */
-import { buildUNetGraph } from "../../../engine/src/models/unet/unet.ts";
-import { loraInputNames } from "../../../engine/src/nn/lora.ts";
-import { Session, type SessionOptions } from "../../../engine/src/runtime/session.ts";
-import type { HostTensor } from "../../../engine/src/runtime/tensor.ts";
+import {
+  buildUNetGraph,
+  type HostTensor,
+  loraInputNames,
+  Session,
+  type SessionOptions,
+} from "@lora-studio/engine";
 import type { TrainConfig } from "../config/schema.ts";
 import { epochBatches } from "../dataset/order.ts";
 import { type DataPlan, orderBuckets } from "../dataset/plan.ts";

@@ -5,7 +5,7 @@
  * Normals come from the torch-compatible CPU generator (torch.randn's layout), uniform integers from the
  * trainer's xoshiro generator.
  */
-import { TorchCpuGenerator } from "../../../engine/src/schedulers/torch-rng.ts";
+import { TorchCpuGenerator } from "@lora-studio/engine";
 import { deriveSeed, Rng } from "../dataset/rng.ts";
 
 export const PURPOSE = {

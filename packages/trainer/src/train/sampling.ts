@@ -7,12 +7,15 @@
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { parseSamplePromptLine, type SamplePrompt } from "../../../engine/src/pipeline/sample-prompts.ts";
-import { renderSamples } from "../../../engine/src/pipeline/samples.ts";
-import { SdModel } from "../../../engine/src/pipeline/sd-model.ts";
-import { Txt2ImgPipeline } from "../../../engine/src/pipeline/txt2img.ts";
-import type { HostTensor } from "../../../engine/src/runtime/tensor.ts";
-import type { Adapter } from "../../../prompt-lora/src/adapters/types.ts";
+import {
+  type HostTensor,
+  parseSamplePromptLine,
+  renderSamples,
+  type SamplePrompt,
+  SdModel,
+  Txt2ImgPipeline,
+} from "@lora-studio/engine";
+import type { Adapter } from "@lora-studio/prompt-lora";
 import type { TrainConfig } from "../config/schema.ts";
 import type { SavedModule } from "./checkpoint.ts";
 

@@ -6,18 +6,21 @@
 import { randomInt } from "node:crypto";
 import { existsSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import type { OpenCheckpointOptions } from "../../../engine/src/models/loader/checkpoint.ts";
-import type { OptimizerConfig } from "../../../engine/src/optim/optimizers.ts";
-import { initialTrainState } from "../../../engine/src/optim/train-step.ts";
-import type { SessionOptions } from "../../../engine/src/runtime/session.ts";
-import type { HostTensor } from "../../../engine/src/runtime/tensor.ts";
-import { kohyaLoraInit } from "../../../engine/src/training/lora-init.ts";
+import {
+  type HostTensor,
+  initialTrainState,
+  kohyaLoraInit,
+  type OpenCheckpointOptions,
+  type OptimizerConfig,
+  type SessionOptions,
+} from "@lora-studio/engine";
+import { atomicWriteFile } from "@lora-studio/prompt-lora";
 import type { TrainConfig } from "../config/schema.ts";
 import { textEmbeddingsCacheable } from "../dataset/captions.ts";
 import { DataOrder } from "../dataset/order.ts";
 import { type DataPlan, DatasetError, orderBuckets, planDataset } from "../dataset/plan.ts";
 import { formatPlan } from "../dataset/plan-text.ts";
-import { MetricsWriter } from "../logging/metrics.ts";
+import { MetricsWriter, readMetrics } from "../logging/metrics.ts";
 import { KOHYA_TAGS, TensorBoardWriter } from "../logging/tensorboard.ts";
 import { datasetSummaryFromPlan, trainingMetadata } from "../output/metadata.ts";
 import { type BaseModel, openBaseModel } from "./base-model.ts";
@@ -155,7 +158,10 @@ export async function setupRun(
     say("mixed_precision: fp16 has no effect on the CPU provider; training in fp32", "warn");
   }
   if (!config.cache_latents) {
-    say("cache_latents: false changes nothing here: latents are always encoded once (flips included)", "info");
+    say(
+      "cache_latents: false changes nothing here: latents are always encoded once (flips included)",
+      "info",
+    );
   }
   const plan = await planDataset(config);
   const statePath = join(config.output_dir, `${config.output_name}-state.safetensors`);
@@ -260,6 +266,8 @@ export async function setupRun(
       metadata.ss_v2 = "True";
       metadata.ss_base_model_version = "sd_v2";
     }
+    // Steps logged after the saved state (a kill between saves) are redone by this run: drop their old lines.
+    if (resumed) await truncateMetrics(join(config.output_dir, "metrics.jsonl"), resumed.record.step);
     const logs = openLogs(config.output_dir);
     cleanups.push(async () => logs.close());
     const sampler =
@@ -335,6 +343,15 @@ function checkStateMatches(
       `the saved state does not fit this model/config: ${problems.slice(0, 5).join("; ")}`,
     );
   }
+}
+
+async function truncateMetrics(path: string, lastStep: number): Promise<void> {
+  if (!existsSync(path)) return;
+  const kept = readMetrics(path).filter((r) => r.step <= lastStep);
+  const text = kept.map((r) =>
+    JSON.stringify(r, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v)),
+  );
+  await atomicWriteFile(path, text.length > 0 ? `${text.join("\n")}\n` : "");
 }
 
 function openLogs(dir: string): RunLogs {

@@ -5,11 +5,15 @@
  * parameters, optimizer moments, counters): state names and shapes do not depend on the image size.
  */
 
-import type { OptimizerConfig } from "../../../engine/src/optim/optimizers.ts";
-import { Session, type SessionOptions } from "../../../engine/src/runtime/session.ts";
-import type { HostTensor } from "../../../engine/src/runtime/tensor.ts";
-import { WorkerSession } from "../../../engine/src/runtime/worker-session.ts";
-import { buildLoraTrainStep, type LoraTrainStep } from "../../../engine/src/training/lora-train-step.ts";
+import {
+  buildLoraTrainStep,
+  type HostTensor,
+  type LoraTrainStep,
+  type OptimizerConfig,
+  Session,
+  type SessionOptions,
+  WorkerSession,
+} from "@lora-studio/engine";
 import type { Size } from "../dataset/buckets.ts";
 import type { BaseModel } from "./base-model.ts";
 

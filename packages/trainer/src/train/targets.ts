@@ -5,7 +5,7 @@
  * target naming a module outside kohya's default set (e.g. "time_emb_proj") adds it, at lora_rank (3x3 convs at
  * conv_rank, or lora_rank when conv_rank is unset).
  */
-import type { ModuleSpec } from "../../../prompt-lora/src/architecture/index.ts";
+import type { ModuleSpec } from "@lora-studio/prompt-lora";
 import type { TrainConfig } from "../config/schema.ts";
 import { targetModulePredicate } from "../config/targets.ts";
 

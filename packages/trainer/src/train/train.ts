@@ -5,7 +5,7 @@
  * training-health note at the end. See setup.ts for everything before the first step.
  */
 import { join } from "node:path";
-import type { HostTensor } from "../../../engine/src/runtime/tensor.ts";
+import type { HostTensor } from "@lora-studio/engine";
 import { learningRateAt } from "../config/lr-schedule.ts";
 import type { TrainConfig } from "../config/schema.ts";
 import { trainingHealth } from "../logging/health.ts";

@@ -67,6 +67,11 @@ export class JobQueue {
     this.pump();
   }
 
+  /** Appends (and announces) an event from the service's side, e.g. the outcome of a WebUI refresh. */
+  note(jobId: string, type: string, data: unknown): JobEvent {
+    return this.emit(jobId, type, data);
+  }
+
   private emit(jobId: string, type: string, data: unknown): JobEvent {
     const ev = this.store.appendEvent(jobId, type, data);
     this.events.emit("event", ev);
@@ -175,6 +180,18 @@ export class JobQueue {
     const r: Running = { worker, stop: null, settled: false, finishing: false };
     this.running.set(job.id, r);
     this.setState(job.id, "running");
+    // Hot-loads run one after another in the service's thread; the job's final state waits for them, so a
+    // client that sees "done" also sees the LoRA in the WebUI's list.
+    let hotLoads: Promise<void> = Promise.resolve();
+    const hotLoad = (files: string[]) => {
+      const hook = this.options.onLoraFiles;
+      if (files.length === 0 || hook === undefined) return;
+      hotLoads = hotLoads
+        .then(() => hook(this.need(job.id), files))
+        .catch((err: Error) => {
+          if (!this.closed) this.emit(job.id, "log", { level: "warn", message: `hot-load: ${err.message}` });
+        });
+    };
     const settle = (state: JobState, extra: Record<string, unknown> = {}) => {
       if (r.settled) return;
       r.settled = true;
@@ -190,25 +207,22 @@ export class JobQueue {
       else if (m.type === "checkpoint") {
         // Stored, not announced: a kind may checkpoint after every item, which would flood the event log.
         this.store.update(job.id, { checkpoint: m.state });
+      } else if (m.type === "lora-files") {
+        hotLoad(m.files);
       } else if (m.type === "failed") {
         if (r.stop === "cancel") settle("cancelled");
         else settle("failed", { error: m.message });
       } else if (m.type === "outcome") {
         r.finishing = true;
         if (m.outcome.paused === true) {
-          settle("paused");
+          void hotLoads.then(() => settle("paused"));
           return;
         }
         const { result, loraFiles } = m.outcome;
         this.store.update(job.id, { result });
         this.emit(job.id, "result", result);
-        const files = loraFiles ?? [];
-        const hook = this.options.onLoraFiles;
-        Promise.resolve(files.length > 0 && hook ? hook(this.need(job.id), files) : undefined)
-          .catch((err: Error) =>
-            this.emit(job.id, "log", { level: "warn", message: `hot-load: ${err.message}` }),
-          )
-          .finally(() => settle("done"));
+        hotLoad(loraFiles ?? []);
+        void hotLoads.then(() => settle("done"));
       }
     });
     worker.on("error", (err) => settle("failed", { error: err.message }));

@@ -10,6 +10,10 @@ export interface JobEnvironment {
   dataDir: string;
   loraDir: string;
   datasetsDir: string;
+  /** Subfolder of the Lora folder that training jobs hot-load their LoRAs into (default "lora-studio"). */
+  loraSubfolder: string;
+  /** CLIP tokenizer folder for single-file base models (else the trainer's own search order). */
+  clipTokenizerDir?: string;
 }
 
 export type StopReason = "pause" | "cancel";
@@ -26,6 +30,11 @@ export interface JobContext {
   log(message: string, level?: "info" | "warn" | "error"): void;
   /** Persists resume state (a resumable kind calls it before returning on a stop request). */
   saveCheckpoint(state: unknown): void;
+  /**
+   * Tells the service that LoRA files were written into the Lora folder while the job runs (hot-load): the
+   * service asks the WebUI to refresh its LoRAs and tells the pages. The job's final state waits for it.
+   */
+  loraWritten(files: string[]): void;
   /** Set when the user asked to pause or cancel; the job should stop at the next safe point. */
   stopRequested(): StopReason | null;
 }

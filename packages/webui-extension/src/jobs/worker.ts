@@ -16,6 +16,7 @@ export interface WorkerInput {
 export type WorkerMessage =
   | { type: "event"; event: string; data: unknown }
   | { type: "checkpoint"; state: unknown }
+  | { type: "lora-files"; files: string[] }
   | { type: "outcome"; outcome: JobOutcome }
   | { type: "failed"; message: string };
 
@@ -37,6 +38,7 @@ const ctx: JobContext = {
   progress: (done, total, label) => post({ type: "event", event: "progress", data: { done, total, label } }),
   log: (message, level = "info") => post({ type: "event", event: "log", data: { message, level } }),
   saveCheckpoint: (state) => post({ type: "checkpoint", state }),
+  loraWritten: (files) => post({ type: "lora-files", files }),
   stopRequested: () => stop,
 };
 

@@ -1,5 +1,6 @@
 /**
- * `pnpm serve [--webui-dir PATH] [--webui-url URL] [--port 7870] [--listen] [--host H] [--data-dir DIR]`
+ * `pnpm serve [--webui-dir PATH] [--webui-url URL] [--port 7870] [--listen] [--host H] [--data-dir DIR]
+ *  [--lora-subfolder NAME] [--tokenizer DIR]`
  * With --webui-dir the WebUI's models/Lora is managed and hot-loaded; without it the service runs standalone
  * with its own Lora folder under the data folder.
  */
@@ -20,7 +21,9 @@ const program = new Command("serve")
     "data folder (token, jobs, datasets)",
     process.env.LORA_STUDIO_HOME ?? join(homedir(), ".lora-studio"),
   )
-  .option("--concurrency <n>", "jobs at once", "1");
+  .option("--concurrency <n>", "jobs at once", "1")
+  .option("--lora-subfolder <name>", "where training jobs put their LoRAs inside models/Lora", "lora-studio")
+  .option("--tokenizer <dir>", "CLIP tokenizer folder for single-file base models");
 
 program.parse();
 const o = program.opts<{
@@ -31,6 +34,8 @@ const o = program.opts<{
   listen?: boolean;
   dataDir: string;
   concurrency: string;
+  loraSubfolder: string;
+  tokenizer?: string;
 }>();
 const dataDir = resolve(o.dataDir);
 const webuiDir = o.webuiDir === undefined ? undefined : resolve(o.webuiDir);
@@ -42,6 +47,8 @@ const service = await serve({
   loraDir: webuiDir === undefined ? join(dataDir, "models", "Lora") : join(webuiDir, "models", "Lora"),
   webuiUrl: webuiDir === undefined ? undefined : o.webuiUrl,
   concurrency: Number(o.concurrency),
+  loraSubfolder: o.loraSubfolder,
+  clipTokenizerDir: o.tokenizer === undefined ? undefined : resolve(o.tokenizer),
 });
 console.log(`lora-studio service on ${service.url}  (token in ${join(dataDir, "token")})`);
 console.log(`Lora folder: ${service.library.loraDir}`);

@@ -1,6 +1,8 @@
-/** /api/jobs and /api/train: job list/create/pause/resume/cancel, event history, the trainer's config schema. */
+/** /api/jobs and /api/train: job list/create/pause/resume/cancel, event history, run files, the trainer's config schema. */
 import { Router } from "express";
 import { JobQueue } from "../jobs/queue.ts";
+import type { JobEnvironment } from "../jobs/types.ts";
+import { PathError, resolveInside } from "../library/safe-path.ts";
 import { planTrainConfig, trainSchema, validateTrainConfig } from "./train-schema.ts";
 
 export const TRAIN_KIND = "train";
@@ -8,6 +10,9 @@ export const TRAIN_KIND = "train";
 export function trainingEngineAvailable(): boolean {
   return JobQueue.kinds().includes(TRAIN_KIND);
 }
+
+/** Files of a training run a page may show (sample grids, the loss curve): pictures only. */
+const RUN_FILE_TYPES = /\.(png|jpe?g|webp)$/i;
 
 export function jobRoutes(queue: JobQueue): Router {
   const r = Router();
@@ -23,15 +28,19 @@ export function jobRoutes(queue: JobQueue): Router {
     const since = Number(req.query.since ?? 0);
     res.json({ events: queue.store.eventsSince(req.params.id, Number.isFinite(since) ? since : 0) });
   });
+  // A picture from a training job's output folder, named relative to it (as its sample events name them).
+  r.get("/:id/files", async (req, res) => {
+    const job = queue.store.get(req.params.id);
+    const outputDir = (job?.params as { config?: { output_dir?: unknown } } | undefined)?.config?.output_dir;
+    if (job === undefined || typeof outputDir !== "string")
+      return void res.status(404).json({ error: `no training job ${req.params.id}` });
+    const abs = await resolveInside(outputDir, req.query.path, "path");
+    if (!RUN_FILE_TYPES.test(abs)) throw new PathError(String(req.query.path), "only pictures are served");
+    res.set("Cache-Control", "no-cache");
+    res.sendFile(abs, { dotfiles: "deny" });
+  });
   r.post("/", async (req, res) => {
-    const kind = req.body?.kind;
-    if (kind === TRAIN_KIND && !trainingEngineAvailable()) {
-      return void res.status(501).json({
-        error:
-          "the training engine is not available yet in this build: the config was not run (validate it with /api/train/validate)",
-      });
-    }
-    res.status(202).json(await queue.submit(String(kind), req.body?.params));
+    res.status(202).json(await queue.submit(String(req.body?.kind), req.body?.params));
   });
   r.post("/:id/pause", async (req, res) => {
     res.json(await queue.pause(req.params.id));
@@ -45,20 +54,25 @@ export function jobRoutes(queue: JobQueue): Router {
   return r;
 }
 
-export function trainRoutes(datasetsDir: string): Router {
+export function trainRoutes(env: JobEnvironment): Router {
   const r = Router();
   r.get("/schema", (_req, res) => {
-    res.json({ ...trainSchema(), engineAvailable: trainingEngineAvailable(), datasetsDir });
+    res.json({
+      ...trainSchema(),
+      engineAvailable: trainingEngineAvailable(),
+      datasetsDir: env.datasetsDir,
+      loraSubfolder: env.loraSubfolder,
+    });
   });
   r.post("/validate", (req, res) => {
     if (typeof req.body?.yaml !== "string")
       return void res.status(400).json({ error: "send { yaml: string }" });
-    res.json(validateTrainConfig(req.body.yaml));
+    res.json(validateTrainConfig(req.body.yaml, env));
   });
   r.post("/plan", async (req, res) => {
     if (typeof req.body?.yaml !== "string")
       return void res.status(400).json({ error: "send { yaml: string }" });
-    res.json(await planTrainConfig(req.body.yaml));
+    res.json(await planTrainConfig(req.body.yaml, env));
   });
   return r;
 }

@@ -16,7 +16,8 @@ import { Datasets, DEFAULT_UPLOAD_LIMITS, type UploadLimits } from "../datasets/
 import { JobQueue } from "../jobs/queue.ts";
 import { JobStore } from "../jobs/store.ts";
 import { LoraLibrary } from "../library/library.ts";
-import { toRelative } from "../library/safe-path.ts";
+import { checkRelativeText, toRelative } from "../library/safe-path.ts";
+import { DEFAULT_LORA_SUBFOLDER } from "../training/hot-load.ts";
 import { isLoopbackHost, OriginPolicy } from "./origin.ts";
 import { pageHtml } from "./page.ts";
 import { datasetRoutes } from "./routes-datasets.ts";
@@ -41,6 +42,10 @@ export interface ServeOptions {
   listen?: boolean;
   concurrency?: number;
   uploadLimits?: UploadLimits;
+  /** Subfolder of the Lora folder that training jobs write their LoRAs into (default "lora-studio"). */
+  loraSubfolder?: string;
+  /** CLIP tokenizer folder for single-file base models (default: $LORA_STUDIO_CLIP_TOKENIZER, next to the model). */
+  clipTokenizerDir?: string;
 }
 
 export interface Service {
@@ -73,6 +78,10 @@ export async function serve(options: ServeOptions): Promise<Service> {
     dataDir: options.dataDir,
     loraDir: options.loraDir,
     datasetsDir: options.datasetsDir ?? join(options.dataDir, "datasets"),
+    loraSubfolder: checkRelativeText(options.loraSubfolder ?? DEFAULT_LORA_SUBFOLDER, "loraSubfolder").join(
+      "/",
+    ),
+    clipTokenizerDir: options.clipTokenizerDir,
   };
   const library = new LoraLibrary(env.loraDir, env.dataDir);
   const datasets = new Datasets(env.datasetsDir);
@@ -88,14 +97,21 @@ export async function serve(options: ServeOptions): Promise<Service> {
     concurrency: options.concurrency,
     onLoraFiles: async (job, files) => {
       const rel = files.map((f) => toRelative(env.loraDir, f));
-      if (options.webuiUrl) {
-        await refreshLoras(options.webuiUrl);
-        store.appendEvent(job.id, "log", {
-          level: "info",
-          message: `WebUI refreshed its LoRAs: ${rel.join(", ")}`,
-        });
+      let refreshed = false;
+      try {
+        if (options.webuiUrl) {
+          await refreshLoras(options.webuiUrl);
+          refreshed = true;
+          queue.note(job.id, "log", {
+            level: "info",
+            message: `WebUI refreshed its LoRAs: ${rel.join(", ")}`,
+          });
+        }
+      } finally {
+        // The files are in the folder either way: the page (Library, Runs) is told even if the WebUI is not.
+        queue.note(job.id, "hot-loaded", { files: rel, refreshed });
+        announceLibrary("job", rel);
       }
-      announceLibrary("job", rel);
     },
   });
 
@@ -147,7 +163,7 @@ export async function serve(options: ServeOptions): Promise<Service> {
   );
   app.use("/api/datasets", datasetRoutes(datasets, queue, options.uploadLimits ?? DEFAULT_UPLOAD_LIMITS));
   app.use("/api/jobs", jobRoutes(queue));
-  app.use("/api/train", trainRoutes(env.datasetsDir));
+  app.use("/api/train", trainRoutes(env));
   app.use(
     (err: Error & { status?: number; type?: string }, _req: Request, res: Response, _next: NextFunction) => {
       const status =

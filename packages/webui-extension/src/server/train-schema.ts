@@ -3,8 +3,8 @@
  * minimal config with the trainer's own zod schema, so they cannot drift), the enum choices, and validation
  * of a config with the same code `pnpm train` uses.
  */
+import { join } from "node:path";
 import { ConfigError } from "../../../trainer/src/config/errors.ts";
-import { parseConfig } from "../../../trainer/src/config/load.ts";
 import {
   CONFIG_KEYS,
   configSchema,
@@ -14,6 +14,9 @@ import {
 } from "../../../trainer/src/config/schema.ts";
 import { DatasetError, planDataset } from "../../../trainer/src/dataset/plan.ts";
 import { formatPlan } from "../../../trainer/src/dataset/plan-text.ts";
+import type { JobEnvironment } from "../jobs/types.ts";
+import { activationTextFrom } from "../training/hot-load.ts";
+import { resolveJobConfig, runsDir } from "../training/job-config.ts";
 
 /** Keys the tutorials start with; everything else is folded under "advanced" in the form. */
 export const BASIC_KEYS = [
@@ -51,10 +54,14 @@ export function trainSchema() {
   };
 }
 
-/** Validates YAML config text; returns the resolved config or the trainer's issues. */
-export function validateTrainConfig(yaml: string) {
+/**
+ * Validates YAML config text as a training job would run it (relative paths against the datasets folder,
+ * the output in a run folder: training/job-config.ts); returns the resolved config or the trainer's issues.
+ */
+export function validateTrainConfig(yaml: string, env: Pick<JobEnvironment, "datasetsDir" | "dataDir">) {
   try {
-    return { ok: true as const, config: parseConfig(yaml, "webui-config.yaml") };
+    const config = resolveJobConfig(yaml, env.datasetsDir, join(runsDir(env.dataDir), "(new run)"));
+    return { ok: true as const, config };
   } catch (err) {
     if (err instanceof ConfigError) return { ok: false as const, message: err.message, issues: err.issues };
     throw err;
@@ -63,20 +70,29 @@ export function validateTrainConfig(yaml: string) {
 
 /**
  * The trainer's dry-run plan of a config (images, captions, repeats, buckets, the step arithmetic), from
- * the same planDataset `pnpm train --dry-run` prints. Needs no training engine.
+ * the same planDataset `pnpm train --dry-run` prints, plus the activation text a hot-loaded LoRA will get.
  */
-export async function planTrainConfig(yaml: string) {
-  const checked = validateTrainConfig(yaml);
+export async function planTrainConfig(yaml: string, env: Pick<JobEnvironment, "datasetsDir" | "dataDir">) {
+  const checked = validateTrainConfig(yaml, env);
   if (!checked.ok) return checked;
+  const config = checked.config;
   try {
-    const plan = await planDataset(checked.config);
+    const plan = await planDataset(config);
     return {
       ok: true as const,
       text: formatPlan(plan),
       images: plan.images.length,
+      repeats: plan.images.reduce((n, im) => n + im.repeats, 0),
       stepsPerEpoch: plan.stepsPerEpoch,
+      epochs: plan.epochs,
       totalSteps: plan.totalSteps,
+      buckets: plan.buckets.map((b) => b.bucket),
       warnings: plan.warnings,
+      activationText: activationTextFrom(
+        plan.images.map((im) => im.caption),
+        config.keep_tokens,
+        config.output_name,
+      ),
     };
   } catch (err) {
     if (err instanceof DatasetError) return { ok: false as const, message: err.message, issues: [] };

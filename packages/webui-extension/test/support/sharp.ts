@@ -18,4 +18,5 @@ type SharpInput =
 
 export const sharp = createRequire(new URL("../../../trainer/package.json", import.meta.url))("sharp") as (
   input: SharpInput,
+  options?: { raw: { width: number; height: number; channels: 3 | 4 } },
 ) => SharpChain;

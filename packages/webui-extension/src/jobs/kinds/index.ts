@@ -1,6 +1,6 @@
 /**
  * The job kinds this service runs, by name -> module URL. The worker imports the module by URL, so adding
- * a kind (the trainer's "train", later) is one line here and no change to the runner.
+ * a kind is one line here and no change to the runner.
  */
 import type { JobKind } from "../types.ts";
 
@@ -8,6 +8,7 @@ export const JOB_KIND_MODULES: Record<string, string> = {
   "lora-merge": new URL("./lora-merge.ts", import.meta.url).href,
   "dataset-check": new URL("./dataset-check.ts", import.meta.url).href,
   "library-index": new URL("./library-index.ts", import.meta.url).href,
+  train: new URL("./train.ts", import.meta.url).href,
 };
 
 export async function loadJobKind(name: string): Promise<JobKind | undefined> {

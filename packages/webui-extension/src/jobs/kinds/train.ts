@@ -1,0 +1,256 @@
+/**
+ * "train": a LoRA training run of the trainer (the same config schema and code as `pnpm train`), in the job's
+ * worker. `prepare` (service thread) validates the config with the trainer's parseConfig and planDataset, so a
+ * bad key or an empty dataset is a 400 at submit, not a failed job; `run` calls the trainer's train() and
+ * forwards its events as job events (plan, metric = step/loss/lr/it/s/ETA, sample, saved, log, error, health).
+ * Pause: the trainer saves a checkpoint after the current step and returns; every save is also this job's
+ * checkpoint, so a resume — after a pause or after a service restart — continues from the last saved state.
+ * Every saved LoRA (or only the final one) is hot-loaded into the Lora folder (training/hot-load.ts).
+ */
+import { access } from "node:fs/promises";
+import { basename, join, relative } from "node:path";
+import type { OpenCheckpointOptions } from "../../../../engine/src/models/loader/checkpoint.ts";
+import { ConfigError } from "../../../../trainer/src/config/errors.ts";
+import type { TrainConfig } from "../../../../trainer/src/config/schema.ts";
+import { DatasetError, planDataset } from "../../../../trainer/src/dataset/plan.ts";
+import type { TrainEvent } from "../../../../trainer/src/train/events.ts";
+import { train } from "../../../../trainer/src/train/train.ts";
+import { resolveInside, toRelative } from "../../library/safe-path.ts";
+import {
+  activationTextFrom,
+  type HotLoadSettings,
+  installLora,
+  installPreview,
+} from "../../training/hot-load.ts";
+import { configText, newRunId, resolveJobConfig, runsDir } from "../../training/job-config.ts";
+import {
+  type JobContext,
+  type JobEnvironment,
+  type JobKind,
+  type JobOutcome,
+  JobParamsError,
+} from "../types.ts";
+
+const GRAPH_LEVELS = ["disabled", "basic", "extended", "all"] as const;
+type GraphLevel = (typeof GRAPH_LEVELS)[number];
+
+export interface TrainJobParams {
+  /** The config as the client sent it (shown in the Runs tab, reusable in the Train tab). */
+  configText: string;
+  /** The resolved config the trainer runs. */
+  config: TrainConfig;
+  runDir: string;
+  loraDir: string;
+  hotLoad: HotLoadSettings;
+  tokenizerDir?: string;
+  checkpointOptions?: OpenCheckpointOptions;
+  graphOptimization?: GraphLevel;
+  plan: { images: number; stepsPerEpoch: number; totalSteps: number };
+}
+
+/** What this job saves to resume from: the trainer's state file of its last save. */
+interface TrainCheckpoint {
+  statePath: string;
+  step: number;
+}
+
+const fail = (message: string): never => {
+  throw new JobParamsError("train", message);
+};
+
+function optionalNumber(v: unknown, name: string): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "number" || !Number.isFinite(v)) fail(`${name} must be a number`);
+  return v as number;
+}
+
+function checkpointOptions(v: unknown): OpenCheckpointOptions | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "object" || Array.isArray(v))
+    fail("model must be { prediction_type?, text_encoder_heads?, unet_heads? }");
+  const m = v as Record<string, unknown>;
+  const out: OpenCheckpointOptions = {};
+  if (m.prediction_type !== undefined) {
+    if (m.prediction_type !== "epsilon" && m.prediction_type !== "v_prediction")
+      fail("model.prediction_type must be epsilon or v_prediction");
+    out.predictionType = m.prediction_type as "epsilon" | "v_prediction";
+  }
+  const heads = optionalNumber(m.text_encoder_heads, "model.text_encoder_heads");
+  if (heads !== undefined) out.textEncoderHeads = heads;
+  if (Array.isArray(m.unet_heads))
+    out.unetHeads = m.unet_heads.map((h, i) => optionalNumber(h, `model.unet_heads[${i}]`) ?? 0);
+  else {
+    const u = optionalNumber(m.unet_heads, "model.unet_heads");
+    if (u !== undefined) out.unetHeads = u;
+  }
+  return out;
+}
+
+async function prepare(raw: unknown, env: JobEnvironment): Promise<TrainJobParams> {
+  const p = (raw ?? {}) as Record<string, unknown>;
+  let config: TrainConfig;
+  let runDir: string;
+  try {
+    const text = configText(p.config);
+    const probe = resolveJobConfig(text, env.datasetsDir, runsDir(env.dataDir));
+    runDir = join(runsDir(env.dataDir), newRunId(probe.output_name));
+    config = resolveJobConfig(text, env.datasetsDir, runDir);
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message);
+    throw err;
+  }
+  let plan: Awaited<ReturnType<typeof planDataset>>;
+  try {
+    plan = await planDataset(config);
+  } catch (err) {
+    if (err instanceof DatasetError) fail(err.message);
+    throw err;
+  }
+  const dir = await resolveInside(env.loraDir, p.lora_subfolder ?? env.loraSubfolder, "lora_subfolder");
+  const finalLora = join(dir, `${config.output_name}.safetensors`);
+  const exists = await access(finalLora).then(
+    () => true,
+    () => false,
+  );
+  if (exists && p.overwrite !== true) {
+    fail(
+      `${toRelative(env.loraDir, finalLora)} already exists in the Lora folder: choose another output_name (or pass overwrite: true)`,
+    );
+  }
+  if (p.hot_load !== undefined && p.hot_load !== "every-save" && p.hot_load !== "final")
+    fail("hot_load must be every-save or final");
+  if (p.activation_text !== undefined && typeof p.activation_text !== "string")
+    fail("activation_text must be a string");
+  if (
+    p.tokenizer_dir !== undefined &&
+    (typeof p.tokenizer_dir !== "string" || !p.tokenizer_dir.startsWith("/"))
+  )
+    fail("tokenizer_dir must be an absolute folder path");
+  if (p.graph_optimization !== undefined && !GRAPH_LEVELS.includes(p.graph_optimization as GraphLevel))
+    fail(`graph_optimization must be one of ${GRAPH_LEVELS.join(", ")}`);
+  const activation =
+    typeof p.activation_text === "string" && p.activation_text.trim() !== ""
+      ? p.activation_text.trim()
+      : activationTextFrom(
+          plan.images.map((im) => im.caption),
+          config.keep_tokens,
+          config.output_name,
+        );
+  return {
+    configText: configText(p.config),
+    config,
+    runDir,
+    loraDir: env.loraDir,
+    hotLoad: {
+      dir,
+      every: p.hot_load !== "final",
+      activationText: activation,
+      preferredWeight: optionalNumber(p.preferred_weight, "preferred_weight") ?? 1,
+      description: `lora-studio: ${plan.images.length} image(s) from ${basename(config.train_data_dir)}, rank ${config.lora_rank}, ${plan.totalSteps} steps`,
+    },
+    tokenizerDir: (p.tokenizer_dir as string | undefined) ?? env.clipTokenizerDir,
+    checkpointOptions: checkpointOptions(p.model),
+    graphOptimization: p.graph_optimization as GraphLevel | undefined,
+    plan: { images: plan.images.length, stepsPerEpoch: plan.stepsPerEpoch, totalSteps: plan.totalSteps },
+  };
+}
+
+/**
+ * Hot-loads in the order the trainer saved, off the training callback (which must stay synchronous): a save
+ * installs the LoRA with the newest sample grid as provisional preview; the grid rendered right after that
+ * save (same step) replaces it.
+ */
+class HotLoader {
+  private chain: Promise<void> = Promise.resolve();
+  private lastSample: string | undefined;
+  private readonly installed = new Map<number, string>();
+
+  constructor(
+    private readonly ctx: JobContext,
+    private readonly p: TrainJobParams,
+  ) {}
+
+  private queue(what: string, fn: () => Promise<void>): void {
+    this.chain = this.chain
+      .then(fn)
+      .catch((err: Error) => this.ctx.log(`hot-load (${what}): ${err.message}`, "warn"));
+  }
+
+  saved(step: number, loraPath: string): void {
+    const final = basename(loraPath) === `${this.p.config.output_name}.safetensors`;
+    if (!this.p.hotLoad.every && !final) return;
+    const preview = this.lastSample;
+    this.queue(basename(loraPath), async () => {
+      const dest = await installLora(loraPath, this.p.hotLoad, preview);
+      this.installed.set(step, dest);
+      this.ctx.loraWritten([dest]);
+    });
+  }
+
+  sample(step: number, path: string): void {
+    this.lastSample = path;
+    this.queue(basename(path), async () => {
+      const dest = this.installed.get(step);
+      if (dest === undefined) return;
+      await installPreview(dest, path);
+      this.ctx.loraWritten([dest]);
+    });
+  }
+
+  idle(): Promise<void> {
+    return this.chain;
+  }
+}
+
+function forward(ctx: JobContext, p: TrainJobParams, hot: HotLoader, e: TrainEvent): void {
+  const out = p.config.output_dir;
+  if (e.type === "log") ctx.log(e.message, e.level);
+  else if (e.type === "plan" || e.type === "step") {
+    const { type, ...data } = e;
+    ctx.emit(type === "step" ? "metric" : "plan", data);
+  } else if (e.type === "sample") {
+    hot.sample(e.step, e.path);
+    ctx.emit("sample", { step: e.step, path: relative(out, e.path) });
+  } else if (e.type === "saved") {
+    // Every save is a point this job can resume from (pause, or a service restart).
+    ctx.saveCheckpoint({ statePath: e.statePath, step: e.step } satisfies TrainCheckpoint);
+    hot.saved(e.step, e.loraPath);
+    ctx.emit("saved", { step: e.step, lora: relative(out, e.loraPath) });
+  } else if (e.type === "error") ctx.emit("error", { message: e.message, step: e.step });
+  else if (e.type === "done") ctx.emit("health", { status: e.status, step: e.step, notes: e.health });
+}
+
+async function run(ctx: JobContext): Promise<JobOutcome> {
+  const p = ctx.params as TrainJobParams;
+  const saved = ctx.checkpoint as TrainCheckpoint | null;
+  const config: TrainConfig = saved === null ? p.config : { ...p.config, resume: saved.statePath };
+  if (saved !== null) ctx.log(`resuming from the checkpoint of step ${saved.step}`);
+  const hot = new HotLoader(ctx, p);
+  let result: Awaited<ReturnType<typeof train>>;
+  try {
+    result = await train(config, {
+      tokenizerDir: p.tokenizerDir,
+      checkpointOptions: p.checkpointOptions,
+      graphOptimization: p.graphOptimization,
+      onEvent: (e) => forward(ctx, p, hot, e),
+      control: () => ctx.stopRequested() ?? undefined,
+    });
+  } finally {
+    await hot.idle();
+  }
+  if (result.status === "paused") return { paused: true };
+  if (result.status === "cancelled") throw new Error("cancelled");
+  const final = join(p.hotLoad.dir, `${p.config.output_name}.safetensors`);
+  return {
+    result: {
+      status: result.status,
+      step: result.step,
+      totalSteps: result.totalSteps,
+      finalLoss: result.losses.at(-1) ?? null,
+      outputDir: result.outputDir,
+      lora: toRelative(p.loraDir, final),
+    },
+  };
+}
+
+export const kind: JobKind = { name: "train", resumable: true, prepare, run };
