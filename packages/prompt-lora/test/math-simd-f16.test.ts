@@ -3,8 +3,9 @@
 // normal, push it to subnormal / zero / overflow, and NaN/Inf; the kernel must agree bit for bit.
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { matmul, matrix } from "../src/math/matrix.ts";
 import { Rng } from "../src/math/random.ts";
-import { addToHalves } from "../src/math/simd-f16.ts";
+import { addProductToHalves, addToHalves } from "../src/math/simd-f16.ts";
 import { f16ToF32, f32ToF16 } from "../src/safetensors/dtypes.ts";
 
 function reference(h: Uint16Array, d: Float32Array): Uint16Array {
@@ -63,4 +64,28 @@ test("addToHalves on weight-like data (random halves and deltas, mostly in the f
   const d = rng.gaussianArray(n, 0.01);
   for (let i = 0; i < n; i += 997) d[i] = -f16ToF32(h.subarray(i, i + 1))[0]; // exact cancellations to zero
   assertSameHalves(addToHalves(h, d), reference(h, d), h, d);
+});
+
+test("addProductToHalves equals addToHalves(W, up @ down) bit for bit (odd row counts, flagged groups)", () => {
+  const rng = new Rng(5);
+  for (const [rows, r, cols] of [
+    [67, 24, 48],
+    [32, 96, 320],
+    [5, 1, 16],
+  ]) {
+    const up = rng.gaussianArray(rows * r, 0.05);
+    const down = rng.gaussianArray(r * cols, 0.05);
+    const h = f32ToF16(rng.gaussianArray(rows * cols, 0.05));
+    for (let i = 0; i < h.length; i += 101) h[i] = i % 2 ? 0x0001 : 0x7c00; // subnormal / Inf inputs
+    const fused = addProductToHalves(up, down, rows, r, cols, h);
+    assert.ok(fused, `fused path taken for ${rows}x${r}x${cols}`);
+    const delta = matmul(matrix(rows, r, up), matrix(r, cols, down)).data;
+    const want = addToHalves(h, delta);
+    assert.deepEqual(fused, want, `${rows}x${r}x${cols}`);
+    assert.deepEqual(want, reference(h, delta));
+  }
+  assert.equal(
+    addProductToHalves(new Float32Array(4), new Float32Array(20), 2, 2, 10, new Uint16Array(20)),
+    undefined,
+  );
 });

@@ -196,9 +196,10 @@ test("queued jobs pause, resume and cancel; a non-resumable running job refuses 
     await waitForJob(svc, b.body.id as string, ["done"]);
     assert.equal((await call(svc, "POST", `/api/jobs/${c.body.id}/resume`)).status, 409);
     assert.equal((await call(svc, "POST", "/api/jobs", { kind: "nope" })).status, 400);
+    // a train job without a config: the trainer's own message, at submit
     const train = await call(svc, "POST", "/api/jobs", { kind: "train", params: {} });
-    assert.equal(train.status, 501);
-    assert.match(train.body.error ?? "", /not available yet/);
+    assert.equal(train.status, 400);
+    assert.match(train.body.error ?? "", /config must be YAML text or an object/);
   } finally {
     await svc.close();
   }

@@ -68,6 +68,10 @@ test("a training job streams its steps, and its LoRA lands in the host's models/
       sample_prompts: ["sqstyle, square --s 2 --d 3"],
       sample_every_n_steps: 6,
     });
+    const planBefore = await call(svc, "POST", "/api/train/plan", { yaml: JSON.stringify(config) });
+    assert.equal(planBefore.body.totalSteps, 12);
+    assert.equal(planBefore.body.activationText, "sqstyle");
+    assert.equal(planBefore.body.eta, null);
     const r = await call(svc, "POST", "/api/jobs", { kind: "train", params: { config, ...FAST } });
     assert.equal(r.status, 202, r.body.error);
     const id = r.body.id as string;
@@ -96,6 +100,11 @@ test("a training job streams its steps, and its LoRA lands in the host's models/
     assert.equal(metrics.at(-1)?.etaSeconds, 0);
     const plan = events.find((e) => e.type === "plan")?.data;
     assert.equal(plan?.totalSteps, 12);
+    // the live plan's ETA now comes from this run's speed
+    const planAfter = await call(svc, "POST", "/api/train/plan", { yaml: JSON.stringify(config) });
+    const eta = planAfter.body.eta as { jobId: string; etaSeconds: number };
+    assert.equal(eta.jobId, id);
+    assert.ok(Math.abs(eta.etaSeconds - 12 / (metrics.at(-1)?.itPerSec as number)) < 1e-9);
     const samples = events.filter((e) => e.type === "sample").map((e) => e.data);
     assert.deepEqual(
       samples.map((s) => s.step),
@@ -258,6 +267,43 @@ test("pause saves and stops, resume continues from that checkpoint, and so does 
     // hot_load "final": only the final LoRA went to the Lora folder
     await readFile(join(dirs.loraDir, "lora-studio", "paused.safetensors"));
     await assert.rejects(readFile(join(dirs.loraDir, "lora-studio", "paused-step00000008.safetensors")));
+    ws.ws.close();
+  } finally {
+    await svc.close();
+  }
+});
+
+test("cancel stops a running training between two steps, and nothing is hot-loaded", async () => {
+  const dirs = await makeDirs("ls-train-cancel-");
+  const svc = await start(dirs, { clipTokenizerDir: CLIP_TOKENIZER });
+  try {
+    await makeTrainDataset(join(dirs.dataDir, "datasets"), "squares", "sqstyle", 2);
+    const ws = await connectWs(svc.url, { token: svc.token });
+    const r = await call(svc, "POST", "/api/jobs", {
+      kind: "train",
+      params: {
+        config: tinyTrainConfig({
+          train_data_dir: "squares",
+          output_name: "cancelled",
+          max_train_steps: 500,
+        }),
+        model: TINY_SINGLE_MODEL,
+        ...FAST,
+      },
+    });
+    assert.equal(r.status, 202, r.body.error);
+    const id = r.body.id as string;
+    ws.send({ type: "subscribe", jobId: id, since: 0 });
+    await waitEvent(ws, id, (e) => e.type === "metric" && (e.data.step as number) >= 2);
+    assert.equal((await call(svc, "POST", `/api/jobs/${id}/cancel`)).status, 200);
+    const job = await waitForJob(svc, id, ["cancelled", "failed", "done"], 20000);
+    assert.equal(job.state, "cancelled", String(job.error));
+    const steps = svc.queue.store
+      .eventsSince(id, 0)
+      .filter((e) => e.type === "metric")
+      .map((e) => (e.data as { step: number }).step);
+    assert.ok(steps.length < 500 && steps.at(-1) === steps.length, `stopped after ${steps.length} steps`);
+    await assert.rejects(readFile(join(dirs.loraDir, "lora-studio", "cancelled.safetensors")));
     ws.ws.close();
   } finally {
     await svc.close();

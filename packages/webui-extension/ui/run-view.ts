@@ -53,7 +53,7 @@ function logLine(e: JobEvent): string | null {
     case "saved":
       return `saved ${d.lora} (step ${d.step})`;
     case "hot-loaded":
-      return `in the Lora folder: ${(d.files as string[]).join(", ")}${d.refreshed ? " (WebUI refreshed)" : ""}`;
+      return `in the Lora folder: ${(d.files as string[]).join(", ")}`;
     case "progress":
       return `${d.done}/${d.total} ${d.label ?? ""}`;
     default:
@@ -85,10 +85,10 @@ export class RunView extends LitElement {
       .stat span { font-size: 11px; color: var(--ls-muted); }
       .bar { height: 6px; background: var(--ls-panel); border-radius: 3px; overflow: hidden; margin-bottom: 8px; }
       .bar div { height: 100%; background: var(--ls-accent); transition: width 0.3s; }
-      .charts { display: grid; grid-template-columns: 2fr 1fr; gap: 8px; }
+      .charts { display: grid; grid-template-columns: 3fr 2fr; gap: 8px; align-items: start; }
       h4 { margin: 10px 0 4px; font-size: 13px; }
       .samples { display: flex; gap: 8px; overflow-x: auto; height: 196px; align-items: flex-start; background: var(--ls-panel); border: 1px solid var(--ls-border); border-radius: 8px; padding: 6px; box-sizing: border-box; }
-      .samples figure { margin: 0; flex: 0 0 150px; }
+      .samples figure { margin: 0; flex: 0 0 150px; width: 150px; min-width: 0; }
       .samples img { width: 150px; height: 150px; object-fit: contain; background: var(--ls-bg); border-radius: 4px; display: block; }
       .samples figcaption { font-size: 11px; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
       .health { height: 96px; overflow: auto; margin: 8px 0; padding: 4px 8px; box-sizing: border-box; background: var(--ls-panel); border: 1px solid var(--ls-border); border-radius: 8px; }

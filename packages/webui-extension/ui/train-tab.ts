@@ -31,6 +31,17 @@ interface Plan {
   epochs?: number;
   totalSteps?: number;
   activationText?: string;
+  /** From the speed of an earlier run of this service with the same model and step shape. */
+  eta?: { secondsPerStep: number; etaSeconds: number; jobId: string } | null;
+}
+
+function duration(seconds: number): string {
+  const s = Math.round(seconds);
+  return s >= 3600
+    ? `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`
+    : s >= 60
+      ? `${Math.floor(s / 60)} min ${s % 60} s`
+      : `${s} s`;
 }
 
 const PLAN_DELAY_MS = 400;
@@ -253,7 +264,7 @@ export class TrainTab extends LitElement {
       p === null
         ? "Choose a dataset and a base model to see the plan."
         : p.ok
-          ? `${p.images} image(s), ${p.repeats} samples per epoch -> ${p.stepsPerEpoch} steps x ${p.epochs} epochs = ${p.totalSteps} steps; activation text "${p.activationText}"`
+          ? `${p.images} image(s), ${p.repeats} samples per epoch -> ${p.stepsPerEpoch} steps x ${p.epochs} epochs = ${p.totalSteps} steps; ${p.eta ? `ETA ~${duration(p.eta.etaSeconds)} (speed of an earlier run like it)` : "ETA after a first run with this model and size"}; activation text "${p.activationText}"`
           : "The config is not valid yet:";
     return html`<pre class="plan" aria-live="polite" aria-label="plan"><div class="summary">${summary}</div>${p === null ? "" : p.ok ? p.text : p.message}</pre>`;
   }

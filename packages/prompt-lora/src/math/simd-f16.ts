@@ -8,7 +8,8 @@
  * normal halves (or round up to Inf). A group of 8 holding anything else (zero, subnormal, Inf/NaN in or out) is
  * listed by the kernel and redone by the exact scalar code, so every input gives the scalar result.
  */
-import { f16ToF32, f32ToF16Into } from "../safetensors/dtypes.ts";
+import { f16BitsToF32Bits, f32BitsToF16 } from "../safetensors/dtypes.ts";
+import { gemmInstance } from "./simd-gemm.ts";
 import {
   add32,
   end,
@@ -225,7 +226,8 @@ function instance(): { memory: WasmMemory; add: AddFn } | null {
     state = null;
     return state;
   }
-  const memory = new wasmApi.Memory({ initial: 1 });
+  // Same memory as the GEMM kernel, so addProductToHalves can hand the product over without copying it.
+  const memory = gemmInstance()?.memory ?? new wasmApi.Memory({ initial: 1 });
   const inst = new wasmApi.Instance(new wasmApi.Module(bytes), { env: { mem: memory } });
   state = { memory, add: inst.exports.addHalves as AddFn };
   return state;
@@ -269,10 +271,73 @@ export function addToHalves(
   return out;
 }
 
-/** The reference path: decode, add in float32, encode. */
+/** The reference path, element by element: decode, add in float32, encode (the dtypes.ts routines). */
+const scratchBits = new Uint32Array(1);
+const scratchFloat = new Float32Array(scratchBits.buffer);
 function scalar(halves: Uint16Array, delta: Float32Array, out: Uint16Array, from: number, to: number): void {
-  if (to <= from) return;
-  const w = f16ToF32(halves.subarray(from, to));
-  for (let i = 0; i < w.length; i++) w[i] += delta[from + i];
-  f32ToF16Into(w, out.subarray(from, to));
+  for (let i = from; i < to; i++) {
+    scratchBits[0] = f16BitsToF32Bits(halves[i]);
+    scratchFloat[0] += delta[i];
+    out[i] = f32BitsToF16(scratchBits[0]);
+  }
+}
+
+/** Rows of the product formed per kernel round: the block of W + delta stays in cache between the kernels. */
+const ROW_BLOCK = 32;
+
+/**
+ * out = f16(f32(halves) + up @ down) for up [rows x r], down [r x cols] (row-major float32), the product
+ * formed block by block in the kernels' shared memory and never copied out: the same values as
+ * `addToHalves(halves, matmul(up, down))` (same kernel, same summation order). Returns undefined when the
+ * shapes fall outside the fused case (cols not a multiple of 16, r > 512, or no SIMD): use that route then.
+ */
+export function addProductToHalves(
+  up: Float32Array,
+  down: Float32Array,
+  rows: number,
+  r: number,
+  cols: number,
+  halves: Uint16Array,
+): Uint16Array | undefined {
+  const gemm = gemmInstance();
+  const inst = instance();
+  if (!gemm || !inst || cols % 16 !== 0 || r < 1 || r > 512 || halves.length !== rows * cols)
+    return undefined;
+  const out = new Uint16Array(rows * cols);
+  const rb = ROW_BLOCK;
+  // Layout (bytes): down | up block (rb x r) | product block (rb x cols) | halves in | halves out | flags.
+  const bOff = 0;
+  const aOff = bOff + r * cols * 4;
+  const cOff = aOff + rb * r * 4;
+  const hOff = cOff + rb * cols * 4;
+  const oOff = hOff + rb * cols * 2;
+  const eOff = oOff + rb * cols * 2;
+  const need = eOff + (rb * cols) / 2;
+  const have = gemm.memory.buffer.byteLength;
+  if (need > have) gemm.memory.grow(Math.ceil((need - have) / 65536));
+  const buf = gemm.memory.buffer;
+  new Float32Array(buf, bOff, r * cols).set(down.subarray(0, r * cols));
+  const aBlock = new Float32Array(buf, aOff, rb * r);
+  const hBlock = new Uint16Array(buf, hOff, rb * cols);
+  const oBlock = new Uint16Array(buf, oOff, rb * cols);
+  const flags = new Int32Array(buf, eOff, (rb * cols) / 8);
+  for (let i0 = 0; i0 < rows; i0 += rb) {
+    const m = Math.min(rb, rows - i0);
+    const mp = m + (m & 1); // the kernel takes rows in pairs: a zero row pads an odd block
+    aBlock.set(up.subarray(i0 * r, (i0 + m) * r));
+    if (mp !== m) aBlock.fill(0, m * r, mp * r);
+    gemm.kernel(aOff, bOff, cOff, mp, r, cols, r * 4, 4, cols * 4, cols * 4);
+    const len = m * cols;
+    const start = i0 * cols;
+    hBlock.set(halves.subarray(start, start + len));
+    const flagged = inst.add(hOff, cOff, oOff, len, eOff);
+    out.set(oBlock.subarray(0, len), start);
+    if (flagged > 0) {
+      const delta = new Float32Array(buf, cOff, len);
+      const src = halves.subarray(start, start + len);
+      const dst = out.subarray(start, start + len);
+      for (let g = 0; g < flagged; g++) scalar(src, delta, dst, flags[g], flags[g] + 8);
+    }
+  }
+  return out;
 }

@@ -13,19 +13,15 @@
 
 import {
   add32,
-  block,
-  br,
-  brIf,
   end,
   f32load,
   f32x4add,
   f32x4mul,
   f32x4splat,
+  forLoop,
   get,
-  geU32,
   I32,
   i32c,
-  loop,
   mul32,
   section,
   set,
@@ -36,7 +32,11 @@ import {
   v128store,
   v128zero,
   vec,
+  type WasmMemory,
+  wasmApi,
 } from "./wasm-asm.ts";
+
+export type { WasmMemory } from "./wasm-asm.ts";
 
 // Params: 0..5 = aPtr, bPtr, cPtr, m, k, n; 6..9 = byte strides: A row (i -> i+1), A step (p -> p+1), B row,
 // C row. A plain row-major A has (k*4, 4); a transposed view of a row-major k x m array has (4, m*4), which
@@ -47,28 +47,6 @@ const ACC = 17; // 8 accumulators: rows 0/1 x 4 vectors of 4 columns
 const AV0 = 25;
 const AV1 = 26;
 const BV = 27;
-
-/** `for (v = 0; v < limit; v += step) { body }` */
-function forLoop(v: number, limit: number, step: number, body: number[]): number[] {
-  return [
-    ...i32c(0),
-    ...set(v),
-    ...block,
-    ...loop,
-    ...get(v),
-    ...get(limit),
-    ...geU32,
-    ...brIf(1),
-    ...body,
-    ...get(v),
-    ...i32c(step),
-    ...add32,
-    ...set(v),
-    ...br(0),
-    ...end,
-    ...end,
-  ];
-}
 
 function kernelBody(): number[] {
   // Inner loop over p: two rows of A (splatted) times 16 columns of B, 8 multiply-adds of 4 lanes.
@@ -152,7 +130,7 @@ function assemble(): Uint8Array {
   ]);
 }
 
-type GemmFn = (
+export type GemmFn = (
   aPtr: number,
   bPtr: number,
   cPtr: number,
@@ -165,21 +143,15 @@ type GemmFn = (
   cRowStride: number,
 ) => void;
 
-// The tsconfig's lib (ES2023, no DOM) does not declare WebAssembly; this is the slice of it used here.
-interface WasmMemory {
-  readonly buffer: ArrayBuffer;
-  grow(pages: number): number;
-}
-interface WasmApi {
-  validate(bytes: Uint8Array): boolean;
-  Memory: new (descriptor: { initial: number }) => WasmMemory;
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
-}
-const wasm = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
+const wasm = wasmApi;
 
 let memory: WasmMemory | undefined;
 let kernel: GemmFn | undefined;
+
+/** The kernel and its memory, for kernels that run on the same memory (simd-f16.ts); undefined without SIMD. */
+export function gemmInstance(): { memory: WasmMemory; kernel: GemmFn } | undefined {
+  return instance();
+}
 
 function instance(): { memory: WasmMemory; kernel: GemmFn } | undefined {
   if (kernel && memory) return { memory, kernel };

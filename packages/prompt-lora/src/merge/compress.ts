@@ -15,7 +15,7 @@ import { moduleDelta } from "../adapters/delta.ts";
 import type { Adapter, AdapterModule } from "../adapters/types.ts";
 import { type Matrix, matrix } from "../math/matrix.ts";
 import { factoredNormSquared, factoredSvd, type LowRank, randomizedSvd } from "../math/rsvd.ts";
-import { defaultWorkerCount, WorkerPool } from "../util/worker-pool.ts";
+import { defaultWorkerCount, WorkerCrashError, WorkerPool } from "../util/worker-pool.ts";
 import { MergeError } from "./errors.ts";
 import { mergeWorkerEntry, reviveMergeError } from "./pool.ts";
 import type { ProgressCallback } from "./types.ts";
@@ -107,6 +107,11 @@ export async function compressAdapterParallel(
       }),
     );
     return assemble(adapter, rank, results);
+  } catch (err) {
+    // Workers that cannot run here (no tsx loader for a .ts entry, a sandbox without threads): same result
+    // in this thread. Errors of the compression itself are rethrown.
+    if (err instanceof WorkerCrashError) return compressAdapter(adapter, rank, opts);
+    throw err;
   } finally {
     await pool.close();
   }

@@ -6,7 +6,7 @@
 import { moduleDelta } from "../adapters/delta.ts";
 import type { AdapterModule } from "../adapters/types.ts";
 import { matmul, matrix } from "../math/matrix.ts";
-import { addToHalves } from "../math/simd-f16.ts";
+import { addProductToHalves, addToHalves } from "../math/simd-f16.ts";
 import { fromFloat32, isFloatDType, type SafetensorsFile } from "../safetensors/index.ts";
 import type { TensorInfo } from "../safetensors/types.ts";
 import { MergeError } from "./errors.ts";
@@ -38,9 +38,11 @@ export async function patchedTensor(
   if (only && !only.rows && only.doraMultiplier === undefined && info.dtype === "F16") {
     // The usual case: one stacked delta over a whole fp16 weight, fused into the half data on the SIMD kernel
     // (the float32 weight is never materialised).
-    const delta = checkedDelta(stackedDelta(only.module), n, only, info, file, 0, info.shape[0] ?? 1);
     const raw = await file.readRaw(info.name);
     const halves = new Uint16Array(raw.buffer, raw.byteOffset, n);
+    const fused = fusedLoraBake(only.module, halves);
+    if (fused) return new Uint8Array(fused.buffer);
+    const delta = checkedDelta(stackedDelta(only.module), n, only, info, file, 0, info.shape[0] ?? 1);
     return new Uint8Array(addToHalves(halves, delta).buffer);
   }
   const w = await file.readFloat32(info.name);
@@ -85,6 +87,18 @@ function checkedDelta(
     );
   }
   return delta;
+}
+
+/** W + up @ down for a stacked LoRA module of W's exact size, product and encoding fused (simd-f16.ts). */
+function fusedLoraBake(m: AdapterModule, halves: Uint16Array): Uint16Array | undefined {
+  if (m.kind !== "lora" || m.tensors.mid || m.alpha !== m.tensors.down.shape[0]) return undefined;
+  const down = m.tensors.down;
+  const up = m.tensors.up;
+  const r = down.shape[0];
+  const inner = down.data.length / Math.max(r, 1);
+  const rows = up.shape[0];
+  if (rows * inner !== halves.length || up.data.length !== rows * r) return undefined;
+  return addProductToHalves(up.data, down.data, rows, r, inner, halves);
 }
 
 /** Delta of a stacked module (scale already 1): up @ down on the SIMD kernel, or the full diff. */

@@ -87,8 +87,13 @@ export function f16ToF32(halves: Uint16Array): Float32Array {
   return out;
 }
 
+/** One half (bits) to float32 bits, as f16ToF32 decodes it. */
+export function f16BitsToF32Bits(h: number): number {
+  return halfTable()[h & 0xffff];
+}
+
 /** One float32 (as bits) to half bits, round-to-nearest-even, overflow to Inf, NaN stays (quiet) NaN. */
-function f32BitsToF16(x: number): number {
+export function f32BitsToF16(x: number): number {
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   const mant = x & 0x7fffff;

@@ -15,6 +15,14 @@
 import { availableParallelism } from "node:os";
 import { isMainThread, parentPort, Worker } from "node:worker_threads";
 
+/** A worker died or could not start (as opposed to a task that failed): callers may fall back to this thread. */
+export class WorkerCrashError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "WorkerCrashError";
+  }
+}
+
 export interface TaskError {
   name: string;
   message: string;
@@ -65,9 +73,11 @@ export class WorkerPool {
     for (let i = 0; i < this.size; i++) {
       const w = startWorker(entry);
       w.on("message", (reply: Reply) => this.onReply(w, reply));
-      w.on("error", (err) => this.onCrash(w, err));
+      w.on("error", (err) =>
+        this.onCrash(w, new WorkerCrashError(`merge worker failed: ${err.message}`, { cause: err })),
+      );
       w.on("exit", (code) => {
-        if (!this.closed) this.onCrash(w, new Error(`worker exited with code ${code}`));
+        if (!this.closed) this.onCrash(w, new WorkerCrashError(`merge worker exited with code ${code}`));
       });
       this.workers.push(w);
       this.idle.push(w);

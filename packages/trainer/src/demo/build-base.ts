@@ -42,6 +42,7 @@ export interface BuildDemoBaseOptions {
   vaeCrop?: number;
   unetSteps?: number;
   unetBatch?: number;
+  /** Peak learning rate of the UNet (the VAE uses twice this). */
   learningRate?: number;
   threads?: number;
   log?: (line: string) => void;
@@ -288,7 +289,7 @@ export async function buildDemoBase(outDir: string, o: BuildDemoBaseOptions = {}
   );
 
   // --- VAE ---
-  const vaeSteps = o.vaeSteps ?? 250;
+  const vaeSteps = o.vaeSteps ?? 350;
   const vaeBatch = o.vaeBatch ?? 8;
   const peak = o.learningRate ?? 1e-3;
   const size = DEMO_IMAGE_SIZE;
@@ -296,8 +297,8 @@ export async function buildDemoBase(outDir: string, o: BuildDemoBaseOptions = {}
   // The VAE trains on random 32x32 crops (a quarter of the cost of whole pictures; it is convolutional, and the
   // crops keep the pictures' scale of edges and flat areas).
   const crop = o.vaeCrop ?? 32;
-  const vg = vaeTrainGraph(DEMO_VAE, vaeBatch, crop, 1e-4);
-  const vaeInit = initialWeights(vg.shapes, deriveSeed(seed, 1));
+  const vg = vaeTrainGraph(DEMO_VAE, vaeBatch, crop, 1e-4, 1);
+  const vaeInit = initialWeights(vg.shapes, deriveSeed(seed, 1), { zeroResiduals: true });
   // Start the posterior narrow (std e^-3): with unit noise from step 1 the decoder cannot read the latents at
   // all, and the reconstruction stalls for hundreds of steps; the KL term still shapes the variance later.
   const quantBias = vaeInit.get("quant_conv.bias");
@@ -313,7 +314,7 @@ export async function buildDemoBase(outDir: string, o: BuildDemoBaseOptions = {}
     const r = await vt.runner.step({
       image: f32([vaeBatch, 3, crop, crop], stack(batch)),
       noise: f32([vaeBatch, 4, cl, cl], noise),
-      lr: f32([], Float32Array.of(lrAt(step, vaeSteps, peak))),
+      lr: f32([], Float32Array.of(lrAt(step, vaeSteps, 2 * peak))),
     });
     if (step % 25 === 0 || step === vaeSteps - 1)
       log(
@@ -365,10 +366,10 @@ export async function buildDemoBase(outDir: string, o: BuildDemoBaseOptions = {}
   // --- UNet ---
   const schedule = createNoiseSchedule(SD_SCHEDULE);
   const ac = schedule.alphasCumprod;
-  const unetSteps = o.unetSteps ?? 600;
+  const unetSteps = o.unetSteps ?? 500;
   const unetBatch = o.unetBatch ?? 8;
   const ug = unetTrainGraph(DEMO_UNET, unetBatch, lat);
-  const unetInit = initialWeights(ug.shapes, deriveSeed(seed, 2));
+  const unetInit = initialWeights(ug.shapes, deriveSeed(seed, 2), { zeroResiduals: true });
   const heldCtx = heldOut.map((p) => emb.get(p.caption) as Float32Array);
   const before = await denoisingLoss(unetInit, heldLatents, heldCtx, ac, threads);
   const ut = await trainer(ug, unetInit, threads);

@@ -37,6 +37,10 @@ interface Running {
   settled: boolean;
   /** The worker posted its outcome; its exit that follows is expected. */
   finishing: boolean;
+  /** The job's kind, once loaded (for its stop grace). */
+  kind?: JobKind;
+  /** Called when the worker posted its outcome or failure, or exited (used while the service stops). */
+  onStopped?: () => void;
 }
 
 export class JobQueue {
@@ -151,7 +155,7 @@ export class JobQueue {
     if (reason === "cancel") {
       setTimeout(() => {
         if (!r.settled) void r.worker.terminate();
-      }, this.options.cancelGraceMs ?? 2000).unref();
+      }, this.graceMs(r)).unref();
     }
   }
 
@@ -178,6 +182,9 @@ export class JobQueue {
       env: this.env,
     });
     const r: Running = { worker, stop: null, settled: false, finishing: false };
+    void loadJobKind(job.kind).then((k) => {
+      r.kind = k;
+    });
     this.running.set(job.id, r);
     this.setState(job.id, "running");
     // Hot-loads run one after another in the service's thread; the job's final state waits for them, so a
@@ -202,7 +209,13 @@ export class JobQueue {
       }
     };
     worker.on("message", (m: WorkerMessage) => {
-      if (this.closed) return;
+      if (this.closed) {
+        // Stopping: keep the checkpoint a job saves on its way out (the next start resumes from it); its
+        // state stays "running" so that the next start re-queues it.
+        if (m.type === "checkpoint") this.store.update(job.id, { checkpoint: m.state });
+        if (m.type === "outcome" || m.type === "failed") r.onStopped?.();
+        return;
+      }
       if (m.type === "event") this.emit(job.id, m.event, m.data);
       else if (m.type === "checkpoint") {
         // Stored, not announced: a kind may checkpoint after every item, which would flood the event log.
@@ -227,16 +240,41 @@ export class JobQueue {
     });
     worker.on("error", (err) => settle("failed", { error: err.message }));
     worker.on("exit", (code) => {
+      r.onStopped?.();
       if (r.finishing) return;
       if (r.stop === "cancel") settle("cancelled");
       else settle("failed", { error: `the job's worker exited (code ${code}) without a result` });
     });
   }
 
-  /** Stops every worker. Running jobs stay "running" in the store and are re-queued by the next start(). */
+  private graceMs(r: Running): number {
+    return r.kind?.stopGraceMs ?? this.options.cancelGraceMs ?? 2000;
+  }
+
+  /**
+   * Stops every worker. Running jobs stay "running" in the store and are re-queued by the next start(). A
+   * resumable job is first asked to pause (it saves a checkpoint at its next safe point, so the next start
+   * loses nothing) and given its stop grace; the others are terminated at once.
+   */
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all([...this.running.values()].map((r) => r.worker.terminate()));
+    await Promise.all(
+      [...this.running.values()].map(async (r) => {
+        if (r.kind?.resumable === true && !r.settled) {
+          const stopped = new Promise<void>((resolve) => {
+            r.onStopped = resolve;
+          });
+          r.worker.postMessage({ type: "stop", reason: "pause" });
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          await Promise.race([
+            stopped,
+            new Promise((resolve) => (timer = setTimeout(resolve, this.graceMs(r)))),
+          ]);
+          clearTimeout(timer);
+        }
+        await r.worker.terminate();
+      }),
+    );
     this.running.clear();
   }
 }

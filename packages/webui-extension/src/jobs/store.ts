@@ -151,6 +151,18 @@ export class JobStore {
     return rows.map((r) => ({ jobId, seq: r.seq, time: r.time, type: r.type, data: JSON.parse(r.data) }));
   }
 
+  /** The job's newest event of one type (e.g. its last "metric"), without reading its whole history. */
+  lastEvent(jobId: string, type: string): JobEvent | undefined {
+    const row = this.db
+      .prepare(
+        "SELECT seq, time, type, data FROM events WHERE job_id = ? AND type = ? ORDER BY seq DESC LIMIT 1",
+      )
+      .get(jobId, type) as { seq: number; time: number; type: string; data: string } | undefined;
+    return row === undefined
+      ? undefined
+      : { jobId, seq: row.seq, time: row.time, type: row.type, data: JSON.parse(row.data) };
+  }
+
   close(): void {
     this.db.close();
   }

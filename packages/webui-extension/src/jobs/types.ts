@@ -46,6 +46,12 @@ export interface JobKind {
   name: string;
   /** Whether the kind can stop at a checkpoint and resume later (pause, and resume after a restart). */
   resumable: boolean;
+  /**
+   * How long a running job may take to honour a cancel (or, when the service stops, a resumable job a pause)
+   * before its worker is terminated; default 2 s. Kinds that run native code (ONNX Runtime) need it long:
+   * terminating a worker while a native call is in flight can abort the whole process.
+   */
+  stopGraceMs?: number;
   prepare(params: unknown, env: JobEnvironment): Promise<unknown>;
   run(ctx: JobContext): Promise<JobOutcome>;
 }

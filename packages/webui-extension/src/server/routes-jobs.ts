@@ -1,6 +1,7 @@
 /** /api/jobs and /api/train: job list/create/pause/resume/cancel, event history, run files, the trainer's config schema. */
 import { Router } from "express";
 import { JobQueue } from "../jobs/queue.ts";
+import type { JobStore } from "../jobs/store.ts";
 import type { JobEnvironment } from "../jobs/types.ts";
 import { PathError, resolveInside } from "../library/safe-path.ts";
 import { planTrainConfig, trainSchema, validateTrainConfig } from "./train-schema.ts";
@@ -54,7 +55,7 @@ export function jobRoutes(queue: JobQueue): Router {
   return r;
 }
 
-export function trainRoutes(env: JobEnvironment): Router {
+export function trainRoutes(env: JobEnvironment, store: JobStore): Router {
   const r = Router();
   r.get("/schema", (_req, res) => {
     res.json({
@@ -72,7 +73,7 @@ export function trainRoutes(env: JobEnvironment): Router {
   r.post("/plan", async (req, res) => {
     if (typeof req.body?.yaml !== "string")
       return void res.status(400).json({ error: "send { yaml: string }" });
-    res.json(await planTrainConfig(req.body.yaml, env));
+    res.json(await planTrainConfig(req.body.yaml, env, store));
   });
   return r;
 }

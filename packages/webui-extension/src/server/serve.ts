@@ -163,7 +163,7 @@ export async function serve(options: ServeOptions): Promise<Service> {
   );
   app.use("/api/datasets", datasetRoutes(datasets, queue, options.uploadLimits ?? DEFAULT_UPLOAD_LIMITS));
   app.use("/api/jobs", jobRoutes(queue));
-  app.use("/api/train", trainRoutes(env));
+  app.use("/api/train", trainRoutes(env, store));
   app.use(
     (err: Error & { status?: number; type?: string }, _req: Request, res: Response, _next: NextFunction) => {
       const status =

@@ -14,7 +14,9 @@ import {
 } from "../../../trainer/src/config/schema.ts";
 import { DatasetError, planDataset } from "../../../trainer/src/dataset/plan.ts";
 import { formatPlan } from "../../../trainer/src/dataset/plan-text.ts";
+import type { JobStore } from "../jobs/store.ts";
 import type { JobEnvironment } from "../jobs/types.ts";
+import { etaFromHistory } from "../training/eta.ts";
 import { activationTextFrom } from "../training/hot-load.ts";
 import { resolveJobConfig, runsDir } from "../training/job-config.ts";
 
@@ -72,7 +74,11 @@ export function validateTrainConfig(yaml: string, env: Pick<JobEnvironment, "dat
  * The trainer's dry-run plan of a config (images, captions, repeats, buckets, the step arithmetic), from
  * the same planDataset `pnpm train --dry-run` prints, plus the activation text a hot-loaded LoRA will get.
  */
-export async function planTrainConfig(yaml: string, env: Pick<JobEnvironment, "datasetsDir" | "dataDir">) {
+export async function planTrainConfig(
+  yaml: string,
+  env: Pick<JobEnvironment, "datasetsDir" | "dataDir">,
+  store?: JobStore,
+) {
   const checked = validateTrainConfig(yaml, env);
   if (!checked.ok) return checked;
   const config = checked.config;
@@ -88,6 +94,7 @@ export async function planTrainConfig(yaml: string, env: Pick<JobEnvironment, "d
       totalSteps: plan.totalSteps,
       buckets: plan.buckets.map((b) => b.bucket),
       warnings: plan.warnings,
+      eta: store === undefined ? null : etaFromHistory(store, config, plan.totalSteps),
       activationText: activationTextFrom(
         plan.images.map((im) => im.caption),
         config.keep_tokens,

@@ -87,7 +87,7 @@ function pick(m: Record<string, unknown>): Record<string, unknown> {
 }
 
 /** `<stem>.preview.png` next to the LoRA `dest` (A1111's preview naming). */
-export async function installPreview(dest: string, previewPng: string): Promise<string> {
+async function installPreview(dest: string, previewPng: string): Promise<string> {
   const preview = join(dirname(dest), `${stemOf(dest)}.preview.png`);
   await copyAtomic(previewPng, preview);
   return preview;

@@ -16,12 +16,7 @@ import { DatasetError, planDataset } from "../../../../trainer/src/dataset/plan.
 import type { TrainEvent } from "../../../../trainer/src/train/events.ts";
 import { train } from "../../../../trainer/src/train/train.ts";
 import { resolveInside, toRelative } from "../../library/safe-path.ts";
-import {
-  activationTextFrom,
-  type HotLoadSettings,
-  installLora,
-  installPreview,
-} from "../../training/hot-load.ts";
+import { activationTextFrom, type HotLoadSettings, installLora } from "../../training/hot-load.ts";
 import { configText, newRunId, resolveJobConfig, runsDir } from "../../training/job-config.ts";
 import {
   type JobContext,
@@ -156,49 +151,55 @@ async function prepare(raw: unknown, env: JobEnvironment): Promise<TrainJobParam
 }
 
 /**
- * Hot-loads in the order the trainer saved, off the training callback (which must stay synchronous): a save
- * installs the LoRA with the newest sample grid as provisional preview; the grid rendered right after that
- * save (same step) replaces it.
+ * Hot-loads in the order the trainer saved, off the training callback (which must stay synchronous). A LoRA
+ * goes to the Lora folder with the sample grid of its own step as preview: the trainer renders that grid
+ * right after the save (save_steps that fall on sample_every_n_steps, and the final save), so such a save
+ * waits for its grid; any other save takes the newest grid there is. Whatever still waits when the run
+ * ends (e.g. a failed sample round) is installed then.
  */
 class HotLoader {
   private chain: Promise<void> = Promise.resolve();
-  private lastSample: string | undefined;
-  private readonly installed = new Map<number, string>();
+  private lastSample: { step: number; path: string } | undefined;
+  private readonly waiting = new Map<number, string>();
+  private readonly sampleEvery: number | undefined;
 
   constructor(
     private readonly ctx: JobContext,
     private readonly p: TrainJobParams,
-  ) {}
+  ) {
+    const c = p.config;
+    this.sampleEvery = c.sample_prompts.length > 0 ? c.sample_every_n_steps : undefined;
+  }
 
-  private queue(what: string, fn: () => Promise<void>): void {
+  private install(loraPath: string, preview: string | undefined): void {
     this.chain = this.chain
-      .then(fn)
-      .catch((err: Error) => this.ctx.log(`hot-load (${what}): ${err.message}`, "warn"));
+      .then(async () => this.ctx.loraWritten([await installLora(loraPath, this.p.hotLoad, preview)]))
+      .catch((err: Error) => this.ctx.log(`hot-load of ${basename(loraPath)}: ${err.message}`, "warn"));
   }
 
   saved(step: number, loraPath: string): void {
     const final = basename(loraPath) === `${this.p.config.output_name}.safetensors`;
     if (!this.p.hotLoad.every && !final) return;
-    const preview = this.lastSample;
-    this.queue(basename(loraPath), async () => {
-      const dest = await installLora(loraPath, this.p.hotLoad, preview);
-      this.installed.set(step, dest);
-      this.ctx.loraWritten([dest]);
-    });
+    const gridFollows =
+      this.sampleEvery !== undefined &&
+      this.lastSample?.step !== step &&
+      (final || step % this.sampleEvery === 0);
+    if (gridFollows) this.waiting.set(step, loraPath);
+    else this.install(loraPath, this.lastSample?.path);
   }
 
   sample(step: number, path: string): void {
-    this.lastSample = path;
-    this.queue(basename(path), async () => {
-      const dest = this.installed.get(step);
-      if (dest === undefined) return;
-      await installPreview(dest, path);
-      this.ctx.loraWritten([dest]);
-    });
+    this.lastSample = { step, path };
+    const lora = this.waiting.get(step);
+    if (lora === undefined) return;
+    this.waiting.delete(step);
+    this.install(lora, path);
   }
 
-  idle(): Promise<void> {
-    return this.chain;
+  async idle(): Promise<void> {
+    for (const lora of this.waiting.values()) this.install(lora, this.lastSample?.path);
+    this.waiting.clear();
+    await this.chain;
   }
 }
 
@@ -253,4 +254,10 @@ async function run(ctx: JobContext): Promise<JobOutcome> {
   };
 }
 
-export const kind: JobKind = { name: "train", resumable: true, prepare, run };
+/**
+ * The trainer looks at pause/cancel after each optimizer step (seconds on a real model, longer during the
+ * setup before the first step), and its worker must not be terminated inside an ONNX Runtime call.
+ */
+const STOP_GRACE_MS = 120_000;
+
+export const kind: JobKind = { name: "train", resumable: true, stopGraceMs: STOP_GRACE_MS, prepare, run };
