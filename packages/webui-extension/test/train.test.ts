@@ -309,3 +309,34 @@ test("cancel stops a running training between two steps, and nothing is hot-load
     await svc.close();
   }
 });
+
+test("a diverging run fails with the trainer's error, forwarded as an error event", async () => {
+  const dirs = await makeDirs("ls-train-nan-");
+  const svc = await start(dirs, { clipTokenizerDir: CLIP_TOKENIZER });
+  try {
+    await makeTrainDataset(join(dirs.dataDir, "datasets"), "squares", "sqstyle", 2);
+    const r = await call(svc, "POST", "/api/jobs", {
+      kind: "train",
+      params: {
+        config: tinyTrainConfig({
+          train_data_dir: "squares",
+          output_name: "diverged",
+          max_train_steps: 6,
+          learning_rate: 1e6,
+        }),
+        model: TINY_SINGLE_MODEL,
+        ...FAST,
+      },
+    });
+    assert.equal(r.status, 202, r.body.error);
+    const id = r.body.id as string;
+    const job = await waitForJob(svc, id, ["failed", "done"], 60000);
+    assert.equal(job.state, "failed");
+    assert.match(String(job.error), /loss became .* at step \d+: training stopped/);
+    const errors = svc.queue.store.eventsSince(id, 0).filter((e) => e.type === "error");
+    assert.equal(errors.length, 1);
+    assert.match(String((errors[0].data as { message: string }).message), /lower learning_rate/);
+  } finally {
+    await svc.close();
+  }
+});

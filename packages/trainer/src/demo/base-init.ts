@@ -24,7 +24,8 @@ function isNorm(path: string): boolean {
  * trains from scratch like a shallow one first ("zero-init residual", Goyal et al. 2017), which is what lets
  * the demo build reach a usable model in a few hundred CPU steps.
  */
-const RESIDUAL_OUTPUT = /(resnets\.\d+\.conv2|attentions\.\d+\.to_out\.0|attentions\.\d+\.proj_out)\.(weight|bias)$/;
+const RESIDUAL_OUTPUT =
+  /(resnets\.\d+\.conv2|attentions\.\d+\.to_out\.0|attentions\.\d+\.proj_out)\.(weight|bias)$/;
 
 export function initialWeights(
   shapes: ReadonlyMap<string, readonly number[]>,

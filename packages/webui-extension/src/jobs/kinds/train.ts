@@ -8,7 +8,7 @@
  * Every saved LoRA (or only the final one) is hot-loaded into the Lora folder (training/hot-load.ts).
  */
 import { access } from "node:fs/promises";
-import { basename, join, relative } from "node:path";
+import { basename, isAbsolute, join, relative } from "node:path";
 import type { OpenCheckpointOptions } from "../../../../engine/src/models/loader/checkpoint.ts";
 import { ConfigError } from "../../../../trainer/src/config/errors.ts";
 import type { TrainConfig } from "../../../../trainer/src/config/schema.ts";
@@ -73,7 +73,11 @@ function checkpointOptions(v: unknown): OpenCheckpointOptions | undefined {
   const heads = optionalNumber(m.text_encoder_heads, "model.text_encoder_heads");
   if (heads !== undefined) out.textEncoderHeads = heads;
   if (Array.isArray(m.unet_heads))
-    out.unetHeads = m.unet_heads.map((h, i) => optionalNumber(h, `model.unet_heads[${i}]`) ?? 0);
+    out.unetHeads = m.unet_heads.map((h, i) =>
+      typeof h === "number" && Number.isInteger(h) && h > 0
+        ? h
+        : fail(`model.unet_heads[${i}] must be a positive integer`),
+    );
   else {
     const u = optionalNumber(m.unet_heads, "model.unet_heads");
     if (u !== undefined) out.unetHeads = u;
@@ -116,10 +120,7 @@ async function prepare(raw: unknown, env: JobEnvironment): Promise<TrainJobParam
     fail("hot_load must be every-save or final");
   if (p.activation_text !== undefined && typeof p.activation_text !== "string")
     fail("activation_text must be a string");
-  if (
-    p.tokenizer_dir !== undefined &&
-    (typeof p.tokenizer_dir !== "string" || !p.tokenizer_dir.startsWith("/"))
-  )
+  if (p.tokenizer_dir !== undefined && (typeof p.tokenizer_dir !== "string" || !isAbsolute(p.tokenizer_dir)))
     fail("tokenizer_dir must be an absolute folder path");
   if (p.graph_optimization !== undefined && !GRAPH_LEVELS.includes(p.graph_optimization as GraphLevel))
     fail(`graph_optimization must be one of ${GRAPH_LEVELS.join(", ")}`);
