@@ -61,7 +61,9 @@ export {
   type CompressionReport,
   type CompressOptions,
   compressAdapter,
+  compressAdapterParallel,
   type ModuleCompression,
+  type ParallelCompressOptions,
 } from "./merge/compress.ts";
 export { MergeError, type MergeErrorCode } from "./merge/errors.ts";
 export { type ExtractOptions, extractAdapter } from "./merge/extract.ts";

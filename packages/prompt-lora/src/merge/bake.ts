@@ -1,26 +1,13 @@
-/**
- * Bake a stack of adapters into a base checkpoint: W' = W + sum of deltas, written as a new checkpoint.
- *
- * Streaming, copy-then-patch: every tensor keeps its dtype and shape, so the output has the base's header and
- * layout byte for byte (`__metadata__` included). The file is copied by the kernel (untargeted tensors never
- * decoded, never through JS), and each targeted tensor is read from the base (positional reads), decoded to
- * float32, given its delta (computed in float32 from the stacked factors on the SIMD kernel), re-encoded in its
- * own dtype and written at its own offset: one tensor decoded at a time, whatever the checkpoint size.
- *
- * Layouts: "original" (single file, keys from architecture/originalCheckpointTarget, fused OpenCLIP in_proj rows
- * included) or "diffusers" (a folder: each component's safetensors file is baked, every other file copied).
- * Output is atomic (temp file or folder, then rename); the base is never written, and output == base is refused.
- */
-import { randomBytes } from "node:crypto";
-import { chmod, copyFile, mkdir, open, readdir, realpath, rename, rm, stat } from "node:fs/promises";
+import { chmod, copyFile, mkdir, open, realpath, stat } from "node:fs/promises";
 import { availableParallelism } from "node:os";
-import { basename, dirname, join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type { AdapterModule, ModelFamily } from "../adapters/types.ts";
 import { diffusersCheckpointTarget, originalCheckpointTarget } from "../architecture/index.ts";
 import { openSafetensors, type SafetensorsFile } from "../safetensors/index.ts";
 import type { TensorInfo } from "../safetensors/types.ts";
 import { withAtomicPath } from "../util/atomic.ts";
 import { WorkerCrashError, WorkerPool } from "../util/worker-pool.ts";
+import { atomicFolder, exists, listFiles } from "./bake-files.ts";
 import { MergeError } from "./errors.ts";
 import { type Patch, patchedTensor } from "./patch.ts";
 import { mergeWorkerEntry, reviveMergeError } from "./pool.ts";
@@ -374,53 +361,5 @@ async function refuseBaseAsOutput(base: string, output: string): Promise<void> {
       undefined,
       base,
     );
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
-}
-
-/** Every file under `dir`, relative, sorted (symlinks followed). */
-async function listFiles(dir: string, sub = ""): Promise<string[]> {
-  const out: string[] = [];
-  for (const entry of await readdir(join(dir, sub), { withFileTypes: true })) {
-    const rel = sub ? `${sub}/${entry.name}` : entry.name;
-    const st = await stat(join(dir, rel));
-    if (st.isDirectory()) out.push(...(await listFiles(dir, rel)));
-    else out.push(rel);
-  }
-  return out.sort();
-}
-
-/** Builds a folder under a temporary sibling name, then renames it into place (replacing only with overwrite). */
-async function atomicFolder(
-  path: string,
-  overwrite: boolean,
-  build: (tmp: string) => Promise<void>,
-): Promise<void> {
-  const tag = `${process.pid}-${randomBytes(6).toString("hex")}`;
-  const tmp = join(dirname(path), `.${basename(path)}.tmp-${tag}`);
-  const present = await exists(path);
-  if (present && !overwrite) {
-    throw new MergeError("OUTPUT_EXISTS", "output exists (pass overwrite to replace it)", undefined, path);
-  }
-  try {
-    await mkdir(tmp, { recursive: false });
-    await build(tmp);
-    if (present) {
-      const old = join(dirname(path), `.${basename(path)}.old-${tag}`);
-      await rename(path, old);
-      await rename(tmp, path);
-      await rm(old, { recursive: true, force: true });
-    } else {
-      await rename(tmp, path);
-    }
-  } catch (err) {
-    await rm(tmp, { recursive: true, force: true }).catch(() => {});
-    throw err;
   }
 }

@@ -67,7 +67,7 @@ export function compressAdapter(
 }
 
 export interface ParallelCompressOptions extends CompressOptions {
-  /** Worker threads (default: util/worker-pool defaultWorkerCount()); 0 runs in this thread. */
+  /** Worker threads; 0 runs in this thread. Default: one per core (at most 4) when the work is large enough. */
   workers?: number;
 }
 
@@ -82,8 +82,8 @@ export async function compressAdapterParallel(
   opts: ParallelCompressOptions = {},
 ): Promise<{ adapter: Adapter; report: CompressionReport }> {
   checkRanks(rank, opts);
-  const workers = opts.workers ?? defaultWorkerCount();
   const modules = adapter.modules.map(checkedModule);
+  const workers = opts.workers ?? (estimatedMacs(modules) >= POOL_MIN_MACS ? defaultWorkerCount() : 0);
   if (workers < 1 || modules.length < 2) return compressAdapter(adapter, rank, opts);
   const pool = new WorkerPool(mergeWorkerEntry(), Math.min(workers, modules.length), reviveMergeError);
   const { onProgress, ...cloneable } = opts;
@@ -115,6 +115,20 @@ export async function compressAdapterParallel(
   } finally {
     await pool.close();
   }
+}
+
+/** Below this much work (~0.2 s on one core) a pool's start-up (~0.3-1 s per worker under tsx) is not worth it. */
+const POOL_MIN_MACS = 2e9;
+
+/** Rough multiply-add count of compressing these modules: Grams and products over the factors. */
+function estimatedMacs(modules: AdapterModule[]): number {
+  let macs = 0;
+  for (const m of modules) {
+    const sizes = Object.values(m.tensors).map((t) => t?.data.length ?? 0);
+    const rank = m.tensors.down?.shape[0] ?? 64;
+    macs += sizes.reduce((a, b) => a + b, 0) * Math.max(rank, 64);
+  }
+  return macs;
 }
 
 export interface CompressModuleArgs {

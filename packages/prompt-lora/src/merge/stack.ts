@@ -145,10 +145,12 @@ function concatLora(key: string, list: Contribution[]): AdapterModule {
   let offset = 0;
   for (const p of parts) {
     down.set(p.down.data.subarray(0, p.rank * inner), offset * inner);
+    const upData = p.up.data;
+    const { fileRank, rank, scale } = p;
     for (let o = 0; o < out; o++) {
-      const src = o * p.fileRank;
+      const src = o * fileRank;
       const dst = o * total + offset;
-      for (let j = 0; j < p.rank; j++) up[dst + j] = p.up.data[src + j] * p.scale;
+      for (let j = 0; j < rank; j++) up[dst + j] = upData[src + j] * scale;
     }
     offset += p.rank;
   }

@@ -82,9 +82,9 @@ async function runMerge(inputs: string[], opts: MergeOptions): Promise<void> {
   let report: CompressionReport | null = null;
   if (rank !== undefined) {
     // Loaded on demand: the SVD code is only needed with --rank.
-    const { compressAdapter } = await import("../../merge/compress.ts");
+    const { compressAdapterParallel } = await import("../../merge/compress.ts");
     const compressed = await withProgress("compressing", async (p) =>
-      compressAdapter(result, rank, { onProgress: (done: number, total: number) => p.update(done, total) }),
+      compressAdapterParallel(result, rank, { onProgress: (done: number, total: number) => p.update(done, total) }),
     );
     result = compressed.adapter;
     report = compressed.report;
