@@ -5,7 +5,8 @@
  * - VAE: x -> encoder -> (mean, logvar) -> z = mean + exp(logvar / 2) * noise -> decoder; loss = mean squared
  *   reconstruction error + klWeight * mean KL(q(z|x) || N(0, 1)) per latent element (the LDM autoencoder objective
  *   without its perceptual and adversarial terms, which a 64 px demo codec does not need).
- * - UNet: epsilon prediction on noised latents with the text embeddings as context; loss = mean squared error.
+ * - UNet: epsilon prediction on noised latents with the text embeddings as context; loss = mean squared error
+ *   + meanWeight * squared error of the per-channel spatial means.
  */
 import { GraphBuilder } from "../../../engine/src/graph/builder.ts";
 import type { Graph, Value } from "../../../engine/src/graph/ir.ts";
@@ -82,7 +83,12 @@ export function vaeTrainGraph(
  * Inputs: `sample` (noised latents) [B, 4, h, w], `timestep` [B] float32, `encoder_hidden_states`
  * [B, 77, ctx], `target` (the noise) [B, 4, h, w], `lr`. Outputs: `loss` plus the training state.
  */
-export function unetTrainGraph(cfg: UNetModelConfig, batch: number, latentSize: number): FullFineTuneGraph {
+export function unetTrainGraph(
+  cfg: UNetModelConfig,
+  batch: number,
+  latentSize: number,
+  meanWeight = 0,
+): FullFineTuneGraph {
   const w = graphInputWeights();
   const { ctx } = buildUNetGraph(cfg, w, { batch, height: latentSize, width: latentSize, seqLen: 77 });
   const b = ctx.b;
@@ -90,5 +96,12 @@ export function unetTrainGraph(cfg: UNetModelConfig, batch: number, latentSize: 
   if (!out) throw new Error("UNet graph has no output named out");
   b.outputs.length = 0;
   const target = b.input("target", "float32", [batch, cfg.out_channels, latentSize, latentSize]);
-  return finish(b, meanSquare(sub(out, target)), w.shapes, {});
+  // The plain MSE weighs the error of each channel's spatial mean by 1/(h*w) of the noise energy, yet for the
+  // demo's flat-coloured pictures the latents' channel means ARE the colours: a UNet trained on MSE alone
+  // denoises well on average and still samples the wrong colours. The extra term weighs those means up; both
+  // terms are minimised by the same predictor E[noise | x_t], so the objective stays unbiased.
+  const d = sub(out, target);
+  const channelMeans = reduceMean(d, [2, 3], false);
+  const loss = add(meanSquare(d), mul(meanSquare(channelMeans), meanWeight));
+  return finish(b, loss, w.shapes, { mse: meanSquare(d) });
 }

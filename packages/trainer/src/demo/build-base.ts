@@ -366,9 +366,9 @@ export async function buildDemoBase(outDir: string, o: BuildDemoBaseOptions = {}
   // --- UNet ---
   const schedule = createNoiseSchedule(SD_SCHEDULE);
   const ac = schedule.alphasCumprod;
-  const unetSteps = o.unetSteps ?? 500;
+  const unetSteps = o.unetSteps ?? 700;
   const unetBatch = o.unetBatch ?? 8;
-  const ug = unetTrainGraph(DEMO_UNET, unetBatch, lat);
+  const ug = unetTrainGraph(DEMO_UNET, unetBatch, lat, 10);
   const unetInit = initialWeights(ug.shapes, deriveSeed(seed, 2), { zeroResiduals: true });
   const heldCtx = heldOut.map((p) => emb.get(p.caption) as Float32Array);
   const before = await denoisingLoss(unetInit, heldLatents, heldCtx, ac, threads);
@@ -398,7 +398,7 @@ export async function buildDemoBase(outDir: string, o: BuildDemoBaseOptions = {}
       target: f32([unetBatch, 4, lat, lat], noise),
       lr: f32([], Float32Array.of(lrAt(step, unetSteps, peak))),
     });
-    const loss = (r.loss.data as Float32Array)[0];
+    const loss = (r.mse.data as Float32Array)[0];
     avg = step === 0 ? loss : 0.98 * avg + 0.02 * loss;
     if (step % 50 === 0 || step === unetSteps - 1)
       log(

@@ -84,7 +84,9 @@ async function runMerge(inputs: string[], opts: MergeOptions): Promise<void> {
     // Loaded on demand: the SVD code is only needed with --rank.
     const { compressAdapterParallel } = await import("../../merge/compress.ts");
     const compressed = await withProgress("compressing", async (p) =>
-      compressAdapterParallel(result, rank, { onProgress: (done: number, total: number) => p.update(done, total) }),
+      compressAdapterParallel(result, rank, {
+        onProgress: (done: number, total: number) => p.update(done, total),
+      }),
     );
     result = compressed.adapter;
     report = compressed.report;
