@@ -15,4 +15,4 @@ export { SafetensorsError, type SafetensorsErrorCode } from "./errors.ts";
 export { MAX_HEADER_BYTES } from "./header.ts";
 export { type Float32Tensor, openSafetensors, readSafetensors, type SafetensorsFile } from "./reader.ts";
 export type { DType, TensorInfo, TensorToWrite } from "./types.ts";
-export { writeSafetensors } from "./writer.ts";
+export { encodeSafetensorsHeader, writeSafetensors } from "./writer.ts";

@@ -44,6 +44,18 @@ export async function writeSafetensors(
   });
 }
 
+/**
+ * The exact header bytes (length prefix + padded JSON) `writeSafetensors` writes for these tensors, for callers
+ * that must hash or size a file before it exists (kohya's sshs_* hashes).
+ */
+export function encodeSafetensorsHeader(
+  tensors: TensorToWrite[],
+  metadata?: Record<string, string>,
+  path = "<memory>",
+): Uint8Array {
+  return encodeHeader(path, planTensors(path, tensors), metadata);
+}
+
 function planTensors(path: string, tensors: TensorToWrite[]): PlannedTensor[] {
   const seen = new Set<string>();
   return tensors.map((tensor) => {

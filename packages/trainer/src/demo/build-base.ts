@@ -26,6 +26,7 @@ import { ClipTokenizer } from "../../../engine/src/tokenizer/clip-bpe.ts";
 import { deriveSeed, Rng } from "../dataset/rng.ts";
 import { DEMO_IMAGE_SIZE, DEMO_LATENT_SIZE, DEMO_UNET, DEMO_VAE, demoTextConfig } from "./base-config.ts";
 import { initialWeights, type StateMap } from "./base-init.ts";
+import { cosine, denoisingLoss, embedCaptions, encodeMeans, reconstructionMse } from "./base-measure.ts";
 import { type FullFineTuneGraph, unetTrainGraph, vaeTrainGraph } from "./base-train-graphs.ts";
 import { writeDemoBase } from "./base-writer.ts";
 import { trainClipBpe } from "./bpe-trainer.ts";
@@ -58,7 +59,6 @@ export interface DemoBaseReport {
 
 const f32 = (shape: number[], data: Float32Array): HostTensor => ({ dtype: "float32", shape, data });
 const HELD_OUT = 32;
-const EVAL_TIMESTEPS = [50, 200, 400, 600, 800, 950];
 
 interface Picture {
   image: Float32Array;
@@ -123,40 +123,6 @@ function stack(items: Float32Array[]): Float32Array {
   return out;
 }
 
-/** Caption -> [77, D] embedding from the frozen text encoder (one batch-1 session, run per caption). */
-async function embedCaptions(
-  cfg: ClipTextConfig,
-  state: StateMap,
-  tokenizer: ClipTokenizer,
-  captions: string[],
-): Promise<Map<string, Float32Array>> {
-  const { graph } = buildClipTextGraph(cfg, memoryWeights(state), { batch: 1 });
-  const session = await Session.create(graph, { onMessage: () => {} });
-  const out = new Map<string, Float32Array>();
-  try {
-    for (const c of captions) {
-      const ids = BigInt64Array.from(tokenizer.encode(c).inputIds.map(BigInt));
-      const r = await session.run({ input_ids: { dtype: "int64", shape: [1, 77], data: ids } });
-      out.set(c, r.out.data as Float32Array);
-    }
-  } finally {
-    await session.release();
-  }
-  return out;
-}
-
-function cosine(a: Float32Array, b: Float32Array): number {
-  let ab = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i] * b[i];
-    aa += a[i] * a[i];
-    bb += b[i] * b[i];
-  }
-  return ab / Math.sqrt(aa * bb);
-}
-
 /**
  * Scales the latent space by s without changing what the VAE computes: mean' = s * mean (quant_conv rows of
  * the mean), logvar' = logvar + 2 ln s (so the posterior scales too), post_quant_conv divides its input by s.
@@ -174,80 +140,6 @@ function rescaleLatents(vae: StateMap, s: number, latentChannels: number): void 
   }
   const [outC, inC] = pw.shape;
   for (let o = 0; o < outC; o++) for (let i = 0; i < inC; i++) pw.data[o * inC + i] /= s;
-}
-
-async function encodeMeans(vae: StateMap, images: Float32Array[], threads?: number): Promise<Float32Array[]> {
-  const size = DEMO_IMAGE_SIZE;
-  const { graph } = buildVaeEncoderGraph(DEMO_VAE, memoryWeights(vae), {
-    batch: 1,
-    height: size,
-    width: size,
-  });
-  const session = await Session.create(graph, { intraOpThreads: threads, onMessage: () => {} });
-  try {
-    const out: Float32Array[] = [];
-    for (const img of images)
-      out.push(
-        (await session.run({ sample: f32([1, 3, size, size], img) }, ["mean"])).mean.data as Float32Array,
-      );
-    return out;
-  } finally {
-    await session.release();
-  }
-}
-
-async function reconstructionMse(vae: StateMap, images: Float32Array[], threads?: number): Promise<number> {
-  const means = await encodeMeans(vae, images, threads);
-  const l = DEMO_LATENT_SIZE;
-  const { graph } = buildVaeDecoderGraph(DEMO_VAE, memoryWeights(vae), { batch: 1, height: l, width: l });
-  const session = await Session.create(graph, { intraOpThreads: threads, onMessage: () => {} });
-  let sum = 0;
-  let n = 0;
-  try {
-    for (let i = 0; i < images.length; i++) {
-      const y = (await session.run({ latents: f32([1, 4, l, l], means[i]) })).out.data as Float32Array;
-      for (let j = 0; j < y.length; j++) sum += (y[j] - images[i][j]) ** 2;
-      n += y.length;
-    }
-  } finally {
-    await session.release();
-  }
-  return sum / n;
-}
-
-/** Mean epsilon-prediction MSE over held-out latents x fixed timesteps, with fixed noise. */
-async function denoisingLoss(
-  unet: StateMap,
-  latents: Float32Array[],
-  contexts: Float32Array[],
-  alphasCumprod: Float32Array,
-  threads?: number,
-): Promise<number> {
-  const l = DEMO_LATENT_SIZE;
-  const { graph } = buildUNetGraph(DEMO_UNET, memoryWeights(unet), { batch: 1, height: l, width: l });
-  const session = await Session.create(graph, { intraOpThreads: threads, onMessage: () => {} });
-  let sum = 0;
-  let n = 0;
-  try {
-    for (let i = 0; i < latents.length; i++)
-      for (const t of EVAL_TIMESTEPS) {
-        const eps = new TorchCpuGenerator(deriveSeed(4242, i, t)).randn(latents[i].length);
-        const a = Math.sqrt(alphasCumprod[t]);
-        const s = Math.sqrt(1 - alphasCumprod[t]);
-        const xt = latents[i].map((x, j) => a * x + s * eps[j]);
-        const r = await session.run({
-          sample: f32([1, 4, l, l], xt),
-          timestep: f32([1], Float32Array.of(t)),
-          encoder_hidden_states: f32([1, 77, DEMO_UNET.cross_attention_dim], contexts[i]),
-        });
-        const y = r.out.data as Float32Array;
-        for (let j = 0; j < y.length; j++) sum += (y[j] - eps[j]) ** 2;
-        n += y.length;
-      }
-  } finally {
-    await session.release();
-  }
-  return sum / n;
 }
 
 export async function buildDemoBase(outDir: string, o: BuildDemoBaseOptions = {}): Promise<DemoBaseReport> {

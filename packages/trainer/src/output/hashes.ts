@@ -6,12 +6,12 @@
  *    (addnet_hash_safetensors). It does not depend on metadata, and equals what A1111 computes from the file
  *    we write, because our writer lays the data out in the order given, unpadded.
  *  - sshs_legacy_hash: first 8 hex of SHA-256 of the 64 KiB at offset 1 MiB of the file serialized with only
- *    the ss_* metadata (addnet_hash_legacy). The header bytes are ours (same layout as our writer), so for LoRAs
+ *    the ss_* metadata (addnet_hash_legacy). The header bytes are ours (our writer's own encoder), so for LoRAs
  *    whose header differs from Python safetensors' spelling this can differ from what kohya would write; for
  *    files under 1 MiB it is the hash of nothing ("e3b0c442") either way.
  */
 import { createHash } from "node:crypto";
-import type { TensorToWrite } from "@lora-studio/prompt-lora";
+import { encodeSafetensorsHeader, type TensorToWrite } from "@lora-studio/prompt-lora";
 
 export interface SshsHashes {
   sshs_model_hash: string;
@@ -28,7 +28,7 @@ export async function sshsHashes(
   const model = createHash("sha256");
   const legacy = createHash("sha256");
   const ssOnly = Object.fromEntries(Object.entries(metadata).filter(([k]) => k.startsWith("ss_")));
-  const header = encodeHeader(tensors, ssOnly);
+  const header = encodeSafetensorsHeader([...tensors], ssOnly);
   let position = 0;
   const feedLegacy = (bytes: Uint8Array) => {
     const start = Math.max(LEGACY_OFFSET, position);
@@ -52,42 +52,4 @@ export async function withSshsHashes(
   metadata: Record<string, string>,
 ): Promise<Record<string, string>> {
   return { ...metadata, ...(await sshsHashes(tensors, metadata)) };
-}
-
-const DTYPE_BYTES: Record<string, number> = {
-  F64: 8,
-  F32: 4,
-  F16: 2,
-  BF16: 2,
-  I64: 8,
-  I32: 4,
-  I16: 2,
-  I8: 1,
-  U8: 1,
-  BOOL: 1,
-  F8_E4M3: 1,
-  F8_E5M2: 1,
-};
-
-/** Same layout as the project's safetensors writer: metadata first, tensors in order, spaces to 8 bytes. */
-function encodeHeader(tensors: readonly TensorToWrite[], metadata: Record<string, string>): Uint8Array {
-  const entries = [
-    `"__metadata__":{${Object.entries(metadata)
-      .map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`)
-      .join(",")}}`,
-  ];
-  let offset = 0;
-  for (const t of tensors) {
-    const n = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
-    entries.push(
-      `${JSON.stringify(t.name)}:${JSON.stringify({ dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + n] })}`,
-    );
-    offset += n;
-  }
-  const json = new TextEncoder().encode(`{${entries.join(",")}}`);
-  const padded = Math.ceil(json.length / 8) * 8;
-  const out = new Uint8Array(8 + padded).fill(0x20, 8);
-  new DataView(out.buffer).setBigUint64(0, BigInt(padded), true);
-  out.set(json, 8);
-  return out;
 }
