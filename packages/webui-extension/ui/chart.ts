@@ -16,7 +16,14 @@ export function movingAverage(values: number[], beta = 0.9): number[] {
 }
 
 export class LineChart extends LitElement {
-  static override properties = { points: { attribute: false }, label: {}, smooth: { type: Boolean } };
+  static override properties = {
+    points: { attribute: false },
+    label: {},
+    smooth: { type: Boolean },
+    viewWidth: { type: Number, attribute: "view-width" },
+  };
+  /** Width of the drawing in px of text size (narrow charts keep their labels readable). */
+  declare viewWidth: number;
   declare points: Array<[number, number]>;
   declare label: string;
   /** Draw the moving average (for noisy series such as loss). */
@@ -27,12 +34,13 @@ export class LineChart extends LitElement {
     this.points = [];
     this.label = "";
     this.smooth = false;
+    this.viewWidth = 600;
   }
 
   static override styles = [
     shared,
     css`
-      svg { width: 100%; height: auto; aspect-ratio: 600 / 220; display: block; background: var(--ls-panel); border: 1px solid var(--ls-border); border-radius: 8px; }
+      svg { width: 100%; height: auto; display: block; background: var(--ls-panel); border: 1px solid var(--ls-border); border-radius: 8px; }
       .raw { stroke: var(--ls-muted); stroke-width: 1; fill: none; }
       .avg { stroke: var(--ls-accent); stroke-width: 2.5; fill: none; }
       text { fill: var(--ls-muted); font-size: 11px; }
@@ -40,11 +48,11 @@ export class LineChart extends LitElement {
   ];
 
   override render() {
-    const W = 600;
+    const W = this.viewWidth;
     const H = 220;
     const pts = this.points;
     if (pts.length === 0) {
-      return html`<svg viewBox="0 0 ${W} ${H}" role="img" aria-label="empty chart">${svg`<text x="12" y="24">${this.label}: no data yet</text>`}</svg>`;
+      return html`<svg viewBox="0 0 ${W} ${H}" style="aspect-ratio: ${W} / ${H}" role="img" aria-label="empty chart">${svg`<text x="12" y="24">${this.label}: no data yet</text>`}</svg>`;
     }
     const xs = pts.map((p) => p[0]);
     const ys = pts.map((p) => p[1]);
@@ -54,11 +62,11 @@ export class LineChart extends LitElement {
     const sy = (y: number) => H - 20 - ((y - y0) / (y1 - y0)) * (H - 40);
     const line = (vals: number[]) =>
       vals.map((y, i) => `${sx(xs[i]).toFixed(1)},${sy(y).toFixed(1)}`).join(" ");
-    return html`<svg viewBox="0 0 ${W} ${H}" role="img" aria-label=${`${this.label} chart`}>
+    return html`<svg viewBox="0 0 ${W} ${H}" style="aspect-ratio: ${W} / ${H}" role="img" aria-label=${`${this.label} chart`}>
       ${svg`<polyline class="raw" points=${line(ys)} />
       ${this.smooth ? svg`<polyline class="avg" points=${line(movingAverage(ys))} />` : null}
       <text x="4" y="14">${y1.toPrecision(4)}</text><text x="4" y=${H - 6}>${y0.toPrecision(4)}</text>
-      <text x=${W - 160} y="14">${this.label} (${pts.length})</text>`}
+      <text x=${W - 110} y="14">${this.label} (${pts.length})</text>`}
     </svg>`;
   }
 }

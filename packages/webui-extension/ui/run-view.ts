@@ -154,7 +154,7 @@ export class RunView extends LitElement {
       <div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax=${total} aria-valuenow=${step}><div style="width:${total > 0 ? (100 * step) / total : 0}%"></div></div>
       <div class="charts">
          <ls-line-chart theme=${theme} class="loss-chart" .points=${metrics.map((m) => [m.step, m.loss] as [number, number])} label="loss" smooth></ls-line-chart>
-        <ls-line-chart theme=${theme} class="lr-chart" .points=${metrics.map((m) => [m.step, m.lr] as [number, number])} label="lr"></ls-line-chart>
+        <ls-line-chart theme=${theme} class="lr-chart" view-width="400" .points=${metrics.map((m) => [m.step, m.lr] as [number, number])} label="lr"></ls-line-chart>
       </div>
       <h4>Samples</h4>
       <div class="samples" aria-label="sample grids">

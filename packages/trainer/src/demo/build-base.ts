@@ -12,10 +12,7 @@
  */
 
 import { buildClipTextGraph } from "../../../engine/src/models/clip-text.ts";
-import type { ClipTextConfig } from "../../../engine/src/models/configs.ts";
-import { buildUNetGraph } from "../../../engine/src/models/unet/unet.ts";
-import { buildVaeDecoderGraph, buildVaeEncoderGraph } from "../../../engine/src/models/vae/autoencoder-kl.ts";
-import { graphInputWeights, memoryWeights } from "../../../engine/src/nn/module.ts";
+import { graphInputWeights } from "../../../engine/src/nn/module.ts";
 import { initialTrainState } from "../../../engine/src/optim/train-step.ts";
 import { Session } from "../../../engine/src/runtime/session.ts";
 import type { HostTensor } from "../../../engine/src/runtime/tensor.ts";
@@ -258,7 +255,7 @@ export async function buildDemoBase(outDir: string, o: BuildDemoBaseOptions = {}
   // --- UNet ---
   const schedule = createNoiseSchedule(SD_SCHEDULE);
   const ac = schedule.alphasCumprod;
-  const unetSteps = o.unetSteps ?? 700;
+  const unetSteps = o.unetSteps ?? 2000;
   const unetBatch = o.unetBatch ?? 8;
   const ug = unetTrainGraph(DEMO_UNET, unetBatch, lat, 10);
   const unetInit = initialWeights(ug.shapes, deriveSeed(seed, 2), { zeroResiduals: true });

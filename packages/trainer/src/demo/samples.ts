@@ -44,7 +44,7 @@ export async function renderBeforeAfter(
           height: o.size,
           steps: o.steps ?? 25,
           cfg: o.cfg ?? 5,
-          sampler: "Euler a",
+          sampler: "DDIM",
           seed: o.seed,
         })
       ).images[0].rgb;
