@@ -43,15 +43,33 @@ export function foldedWeightNodes(graph: Graph, minBytes = FOLD_WARN_BYTES): Fol
   return found;
 }
 
+/** A Cast of a half-precision weight up to float32: how fp16/bf16 checkpoints run on CPU, expected, not a bug. */
+function isHalfWeightCast(node: Node): boolean {
+  const from = node.inputs[0]?.dtype;
+  return node.op === "Cast" && (from === "float16" || from === "bfloat16");
+}
+
 export function foldWarning(found: FoldedWeight[]): string | undefined {
-  if (found.length === 0) return undefined;
-  const list = found
-    .slice(0, 5)
-    .map((f) => `${f.node.name} (${f.node.op}, ${(f.weightBytes / 2 ** 20).toFixed(2)} MiB weight)`)
-    .join(", ");
-  return (
-    `lora-studio: ${found.length} node(s) compute only from weights and will be constant-folded by ONNX Runtime ` +
-    `into in-memory copies of those weights: ${list}${found.length > 5 ? ", ..." : ""}. ` +
-    "Apply the op to the activation instead (e.g. Gemm transB rather than a transposed weight)."
-  );
+  const casts = found.filter((f) => isHalfWeightCast(f.node));
+  const others = found.filter((f) => !isHalfWeightCast(f.node));
+  const lines: string[] = [];
+  if (casts.length > 0) {
+    const mib = casts.reduce((n, f) => n + f.weightBytes, 0) / 2 ** 20;
+    lines.push(
+      `lora-studio: ${casts.length} half-precision weight(s) (${mib.toFixed(1)} MiB as stored) are widened to ` +
+        "float32 in memory for this provider; an fp32 checkpoint would be memory-mapped without the copy.",
+    );
+  }
+  if (others.length > 0) {
+    const list = others
+      .slice(0, 5)
+      .map((f) => `${f.node.name} (${f.node.op}, ${(f.weightBytes / 2 ** 20).toFixed(2)} MiB weight)`)
+      .join(", ");
+    lines.push(
+      `lora-studio: ${others.length} node(s) compute only from weights and will be constant-folded by ONNX ` +
+        `Runtime into in-memory copies of those weights: ${list}${others.length > 5 ? ", ..." : ""}. ` +
+        "Apply the op to the activation instead (e.g. Gemm transB rather than a transposed weight).",
+    );
+  }
+  return lines.length > 0 ? lines.join("\n") : undefined;
 }

@@ -49,10 +49,8 @@ export async function runDemo(argv: string[]): Promise<number> {
     process.stdout.write(`LoRA: ${loraPath} (exists; pnpm demo --retrain trains it again)\n`);
   } else {
     process.stdout.write(`training: pnpm train --config ${DEMO_CONFIG}\n`);
-    // --tokenizer: the base is a single file; its tokenizer/ folder is found by the trainer's model loader, but
-    // the sample renderer only gets the folder passed explicitly (see the report).
-    const tokenizer = join(dirname(config.base_model), "tokenizer");
-    const code = await trainCli(["--config", DEMO_CONFIG, "--tokenizer", tokenizer]);
+    // Exactly the README's command: the base's tokenizer/ folder beside it is found by the model loader.
+    const code = await trainCli(["--config", DEMO_CONFIG]);
     if (code !== 0) return code;
     if (!existsSync(loraPath)) {
       process.stderr.write(`training finished but ${loraPath} was not written\n`);

@@ -28,6 +28,8 @@ export interface BaseModel {
   architecture: ModelArchitecture;
   schedule: NoiseSchedule;
   tokenizer: ClipTokenizer;
+  /** The folder the tokenizer was read from (sample rendering opens the same one). */
+  tokenizerDir: string;
   /** Identifies the VAE weights in latent cache keys (path, size and mtime of the file(s)). */
   vaeId: string;
   /** 8 x 2^(UNet downsamplings): image sides must be multiples of this. */
@@ -72,7 +74,8 @@ export async function openBaseModel(
         (checkpoint.unet.prediction_type as "epsilon" | "v_prediction" | undefined) ??
         scheduleConfig.predictionType,
     });
-    const tokenizer = await ClipTokenizer.fromDirectory(tokenizerDir(path, diffusers, opts.tokenizerDir));
+    const tokenizerFolder = tokenizerDir(path, diffusers, opts.tokenizerDir);
+    const tokenizer = await ClipTokenizer.fromDirectory(tokenizerFolder);
     const vaeFactor = 2 ** (checkpoint.vae.block_out_channels.length - 1);
     const sizeMultiple = vaeFactor * 2 ** (checkpoint.unet.block_out_channels.length - 1);
     return {
@@ -80,6 +83,7 @@ export async function openBaseModel(
       architecture,
       schedule,
       tokenizer,
+      tokenizerDir: tokenizerFolder,
       vaeId: fileIdentity(path),
       sizeMultiple,
       vaeFactor,
