@@ -11,6 +11,7 @@ export {
 } from "./datasets/datasets.ts";
 export { type ImageHeader, readImageHeader } from "./datasets/image-header.ts";
 export { JOB_KIND_MODULES, loadJobKind } from "./jobs/kinds/index.ts";
+export type { TrainJobParams } from "./jobs/kinds/train.ts";
 export { JobError, JobQueue, type QueueOptions } from "./jobs/queue.ts";
 export { FINAL_STATES, type JobEvent, type JobRecord, type JobState, JobStore } from "./jobs/store.ts";
 export {
@@ -33,3 +34,11 @@ export { OriginPolicy } from "./server/origin.ts";
 export { type ServeOptions, type Service, serve } from "./server/serve.ts";
 export { loadOrCreateToken, tokenFromHeaders, tokenMatches } from "./server/token.ts";
 export { EventHub } from "./server/ws.ts";
+export { etaFromHistory, type HistoryEta } from "./training/eta.ts";
+export {
+  activationTextFrom,
+  DEFAULT_LORA_SUBFOLDER,
+  type HotLoadSettings,
+  installLora,
+} from "./training/hot-load.ts";
+export { CONFIG_NAME, configText, newRunId, resolveJobConfig, runsDir } from "./training/job-config.ts";

@@ -7,6 +7,7 @@
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import type { OpenCheckpointOptions } from "@lora-studio/engine";
 import {
   type HostTensor,
   parseSamplePromptLine,
@@ -28,6 +29,8 @@ export class SampleRenderer {
     private readonly modules: readonly SavedModule[],
     private readonly family: "sd1" | "sd2",
     private readonly tokenizerDir: string | undefined,
+    /** The loader options the trainer opened the base with (e.g. head counts a tiny single file cannot state). */
+    private readonly checkpointOptions?: OpenCheckpointOptions,
   ) {
     this.prompts = config.sample_prompts.map((p, i) => parseSamplePromptLine(p, i + 1, "sample_prompts"));
   }
@@ -37,6 +40,7 @@ export class SampleRenderer {
     this.pipe ??= SdModel.open({
       model: this.config.base_model,
       tokenizer: this.tokenizerDir,
+      checkpoint: this.checkpointOptions,
       executionProvider: this.config.execution_provider === "cuda" ? "cuda" : "cpu",
       intraOpThreads: this.config.threads,
       worker: false,

@@ -272,7 +272,7 @@ export async function setupRun(
     cleanups.push(async () => logs.close());
     const sampler =
       config.sample_prompts.length > 0 && config.sample_every_n_steps !== undefined
-        ? new SampleRenderer(config, modules, family, base.tokenizerDir)
+        ? new SampleRenderer(config, modules, family, base.tokenizerDir, options.checkpointOptions)
         : undefined;
     if (sampler) cleanups.push(() => sampler.release());
     return {
