@@ -5,26 +5,16 @@
  * health advice and the log; other jobs show their progress. Every area has a fixed size from the first
  * event on, so nothing moves while events stream in.
  */
+
+import type { TrainEvent, HealthNote as TrainerHealthNote } from "@lora-studio/trainer";
 import { css, html, LitElement, nothing } from "lit";
 import type { JobEvent, JobRecord, StudioApi } from "./api.ts";
 import "./chart.ts";
 import { shared } from "./styles.ts";
 
-interface Metric {
-  step: number;
-  totalSteps: number;
-  epoch: number;
-  loss: number;
-  lossAverage: number;
-  lr: number;
-  itPerSec: number;
-  etaSeconds: number;
-}
-
-interface HealthNote {
-  kind: string;
-  message: string;
-}
+/** The trainer's step event as the job forwards it (types only: nothing of the trainer is bundled). */
+type Metric = Omit<Extract<TrainEvent, { type: "step" }>, "type" | "evalLoss">;
+type HealthNote = Pick<TrainerHealthNote, "kind" | "message">;
 
 /** "1:02:03" / "2:03" */
 export function formatDuration(seconds: number): string {

@@ -13,6 +13,7 @@ import { gemmInstance } from "./simd-gemm.ts";
 import {
   add32,
   end,
+  f32x4add,
   forLoop,
   get,
   I32,
@@ -21,14 +22,15 @@ import {
   set,
   simd,
   singleFunctionModule,
+  uleb,
   V128,
   type WasmMemory,
   wasmApi,
 } from "./wasm-asm.ts";
 
 // SIMD opcodes (WebAssembly SIMD, final numbering).
-const load16x4u = (offset: number) => [...simd(0x04), 0, ...offsetImm(offset)];
-const load = (offset: number) => [...simd(0x00), 0, ...offsetImm(offset)];
+const load16x4u = (offset: number) => [...simd(0x04), 0, ...uleb(offset)];
+const load = (offset: number) => [...simd(0x00), 0, ...uleb(offset)];
 const store = [...simd(0x0b), 0, 0];
 const splat32 = simd(0x11);
 const vAnd = simd(0x4e);
@@ -43,21 +45,8 @@ const shrU32 = simd(0xad);
 const addI32 = simd(0xae);
 const subI32 = simd(0xb1);
 const narrowU16 = simd(0x86);
-const f32x4add = simd(0xe4);
 const ifVoid = [0x04, 0x40];
 const i32store = [0x36, 2, 0];
-
-function offsetImm(offset: number): number[] {
-  const out: number[] = [];
-  let v = offset;
-  do {
-    let byte = v & 0x7f;
-    v >>>= 7;
-    if (v !== 0) byte |= 0x80;
-    out.push(byte);
-  } while (v !== 0);
-  return out;
-}
 
 // Params: h, d, o (byte pointers), n (elements, multiple of 8), exc (pointer to the list of flagged groups).
 const [H, D, O, N, EXC] = [0, 1, 2, 3, 4];

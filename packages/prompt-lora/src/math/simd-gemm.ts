@@ -13,7 +13,6 @@
 
 import {
   add32,
-  end,
   f32load,
   f32x4add,
   f32x4mul,
@@ -23,15 +22,12 @@ import {
   I32,
   i32c,
   mul32,
-  section,
   set,
-  str,
-  uleb,
+  singleFunctionModule,
   V128,
   v128load,
   v128store,
   v128zero,
-  vec,
   type WasmMemory,
   wasmApi,
 } from "./wasm-asm.ts";
@@ -99,35 +95,20 @@ function kernelBody(): number[] {
     if (row === 0) tile.push(...get(CR), ...get(LDC), ...add32, ...set(CR));
   }
 
-  return [...forLoop(Ii, M, 2, forLoop(Jj, N, 16, tile)), ...end];
+  return forLoop(Ii, M, 2, forLoop(Jj, N, 16, tile));
 }
 
 function assemble(): Uint8Array {
-  const type = section(1, vec([[0x60, ...vec(new Array(10).fill([I32])), 0]]));
-  const imports = section(2, vec([[...str("env"), ...str("mem"), 0x02, 0x00, 1]]));
-  const funcs = section(3, vec([[0]]));
-  const exports = section(7, vec([[...str("gemm"), 0x00, 0]]));
-  const locals = vec([
-    [...uleb(7), I32],
-    [...uleb(11), V128],
-  ]);
-  const body = [...locals, ...kernelBody()];
-  const code = section(10, vec([[...uleb(body.length), ...body]]));
-  return new Uint8Array([
-    0x00,
-    0x61,
-    0x73,
-    0x6d,
-    1,
+  return singleFunctionModule(
+    "gemm",
+    10,
     0,
-    0,
-    0,
-    ...type,
-    ...imports,
-    ...funcs,
-    ...exports,
-    ...code,
-  ]);
+    [
+      [7, I32],
+      [11, V128],
+    ],
+    kernelBody(),
+  );
 }
 
 export type GemmFn = (
