@@ -49,7 +49,12 @@ export {
 } from "./models/loader/checkpoint.ts";
 export type { FamilyDetection, ModelFamilyId } from "./models/loader/detect.ts";
 export { CheckpointError, type CheckpointErrorCode } from "./models/loader/errors.ts";
-export { architectureFor } from "./models/loader/original-keys.ts";
+export {
+  architectureFor,
+  textEncoderKeyMapper,
+  unetKeyMapper,
+  vaeKeyMapper,
+} from "./models/loader/original-keys.ts";
 export { FileWeights, type KeyMapper } from "./models/loader/weights.ts";
 export { type KohyaTargetOptions, kohyaLoraTargets } from "./models/lora-targets.ts";
 export { buildUNetGraph, type UNetGraphOptions } from "./models/unet/unet.ts";
@@ -57,6 +62,8 @@ export {
   buildVaeDecoderGraph,
   buildVaeEncoderGraph,
   type VaeGraphOptions,
+  vaeDecodeLatents,
+  vaeEncodeMoments,
   vaeScaleFactor,
 } from "./models/vae/autoencoder-kl.ts";
 export { attention, gegluFeedForward, scaledDotProductAttention, timestepEmbedding } from "./nn/attention.ts";
@@ -64,6 +71,7 @@ export { type Conv2dOptions, conv2d, groupNorm, layerNorm, linear, quickGelu, si
 export { type LoraInputNames, loraInputNames, withLora } from "./nn/lora.ts";
 export {
   type BuiltGraph,
+  graphInputWeights,
   type LoraTargets,
   ModelBuildError,
   ModuleContext,

@@ -2,8 +2,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { test } from "node:test";
-import { moduleDelta } from "../../prompt-lora/src/adapters/delta.ts";
-import { readAdapter } from "../../prompt-lora/src/adapters/index.ts";
+import { moduleDelta, readAdapter } from "@lora-studio/prompt-lora";
 import { JobStore } from "../src/jobs/store.ts";
 import { call, connectWs, FIXTURE_LORA, makeDirs, start, waitForJob } from "./support/service.ts";
 

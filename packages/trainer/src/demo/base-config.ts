@@ -7,7 +7,7 @@
  * and the text encoder is 64 wide (one CLIP-style 64-wide head). The text encoder's vocabulary is the demo's own
  * CLIP-format BPE (see bpe-trainer.ts), so its size is only known once the tokenizer is built.
  */
-import type { ClipTextConfig, UNetModelConfig, VaeConfig } from "../../../engine/src/models/configs.ts";
+import type { ClipTextConfig, UNetModelConfig, VaeConfig } from "@lora-studio/engine";
 
 /** Images are 64x64; the VAE works at 8x8 latents. */
 export const DEMO_IMAGE_SIZE = 64;

@@ -7,7 +7,7 @@
  * token vectors dominate the residual stream of the random layers, so different captions give clearly different
  * embeddings; positions get N(0, 0.1) so they shift but do not drown the tokens.
  */
-import { TorchCpuGenerator } from "../../../engine/src/schedulers/torch-rng.ts";
+import { TorchCpuGenerator } from "@lora-studio/engine";
 import { deriveSeed, Rng } from "../dataset/rng.ts";
 
 export type StateMap = Map<string, { shape: number[]; data: Float32Array }>;

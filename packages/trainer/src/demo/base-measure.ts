@@ -4,15 +4,16 @@
  * inference graphs over in-memory weights.
  */
 
-import { buildClipTextGraph } from "../../../engine/src/models/clip-text.ts";
-import type { ClipTextConfig } from "../../../engine/src/models/configs.ts";
-import { buildUNetGraph } from "../../../engine/src/models/unet/unet.ts";
-import { buildVaeDecoderGraph, buildVaeEncoderGraph } from "../../../engine/src/models/vae/autoencoder-kl.ts";
-import { memoryWeights } from "../../../engine/src/nn/module.ts";
-import { Session } from "../../../engine/src/runtime/session.ts";
-import type { HostTensor } from "../../../engine/src/runtime/tensor.ts";
-import { TorchCpuGenerator } from "../../../engine/src/schedulers/torch-rng.ts";
-import type { ClipTokenizer } from "../../../engine/src/tokenizer/clip-bpe.ts";
+import type { ClipTextConfig, ClipTokenizer, HostTensor } from "@lora-studio/engine";
+import {
+  buildClipTextGraph,
+  buildUNetGraph,
+  buildVaeDecoderGraph,
+  buildVaeEncoderGraph,
+  memoryWeights,
+  Session,
+  TorchCpuGenerator,
+} from "@lora-studio/engine";
 import { deriveSeed } from "../dataset/rng.ts";
 import { DEMO_IMAGE_SIZE, DEMO_LATENT_SIZE, DEMO_UNET, DEMO_VAE } from "./base-config.ts";
 import type { StateMap } from "./base-init.ts";

@@ -8,14 +8,25 @@
  * - UNet: epsilon prediction on noised latents with the text embeddings as context; loss = mean squared error
  *   + meanWeight * squared error of the per-channel spatial means.
  */
-import { GraphBuilder } from "../../../engine/src/graph/builder.ts";
-import type { Graph, Value } from "../../../engine/src/graph/ir.ts";
-import { add, exp, mul, reduceMean, reshape, slice, sub } from "../../../engine/src/graph/ops/index.ts";
-import type { UNetModelConfig, VaeConfig } from "../../../engine/src/models/configs.ts";
-import { buildUNetGraph } from "../../../engine/src/models/unet/unet.ts";
-import { vaeDecodeLatents, vaeEncodeMoments } from "../../../engine/src/models/vae/autoencoder-kl.ts";
-import { graphInputWeights, ModuleContext } from "../../../engine/src/nn/module.ts";
-import { appendTrainStep, type TrainStepGraph } from "../../../engine/src/optim/train-step.ts";
+
+import type { Graph, UNetModelConfig, VaeConfig, Value } from "@lora-studio/engine";
+import {
+  add,
+  appendTrainStep,
+  buildUNetGraph,
+  exp,
+  GraphBuilder,
+  graphInputWeights,
+  ModuleContext,
+  mul,
+  reduceMean,
+  reshape,
+  slice,
+  sub,
+  type TrainStepGraph,
+  vaeDecodeLatents,
+  vaeEncodeMoments,
+} from "@lora-studio/engine";
 
 export interface FullFineTuneGraph {
   graph: Graph;

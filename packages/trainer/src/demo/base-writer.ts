@@ -7,18 +7,10 @@
  */
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import type { ClipTextConfig, UNetModelConfig, VaeConfig } from "../../../engine/src/models/configs.ts";
-import {
-  architectureFor,
-  textEncoderKeyMapper,
-  unetKeyMapper,
-  vaeKeyMapper,
-} from "../../../engine/src/models/loader/original-keys.ts";
-import type { KeyMapper } from "../../../engine/src/models/loader/weights.ts";
-import { f32ToF16 } from "../../../prompt-lora/src/safetensors/dtypes.ts";
-import { writeSafetensors } from "../../../prompt-lora/src/safetensors/index.ts";
-import type { TensorToWrite } from "../../../prompt-lora/src/safetensors/types.ts";
-import { atomicWriteFile } from "../../../prompt-lora/src/util/atomic.ts";
+import type { ClipTextConfig, KeyMapper, UNetModelConfig, VaeConfig } from "@lora-studio/engine";
+import { architectureFor, textEncoderKeyMapper, unetKeyMapper, vaeKeyMapper } from "@lora-studio/engine";
+import type { TensorToWrite } from "@lora-studio/prompt-lora";
+import { atomicWriteFile, f32ToF16, writeSafetensors } from "@lora-studio/prompt-lora";
 import type { StateMap } from "./base-init.ts";
 import { type TrainedBpe, writeTokenizerFolder } from "./bpe-trainer.ts";
 

@@ -16,8 +16,8 @@
  */
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { bytesToUnicode } from "../../../engine/src/tokenizer/clip-bpe.ts";
-import { atomicWriteFile } from "../../../prompt-lora/src/util/atomic.ts";
+import { bytesToUnicode } from "@lora-studio/engine";
+import { atomicWriteFile } from "@lora-studio/prompt-lora";
 
 const END = "</w>";
 // CLIP's pre-tokenizer pieces for plain text: letter runs, single digits, runs of other non-space characters.

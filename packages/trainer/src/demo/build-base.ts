@@ -11,15 +11,18 @@
  *  6. held-out reconstruction and denoising losses, and the single-file checkpoint (base-writer.ts).
  */
 
-import { buildClipTextGraph } from "../../../engine/src/models/clip-text.ts";
-import { graphInputWeights } from "../../../engine/src/nn/module.ts";
-import { initialTrainState } from "../../../engine/src/optim/train-step.ts";
-import { Session } from "../../../engine/src/runtime/session.ts";
-import type { HostTensor } from "../../../engine/src/runtime/tensor.ts";
-import { TrainStepRunner } from "../../../engine/src/runtime/train-step.ts";
-import { createNoiseSchedule, SD_SCHEDULE } from "../../../engine/src/schedulers/noise-schedule.ts";
-import { TorchCpuGenerator } from "../../../engine/src/schedulers/torch-rng.ts";
-import { ClipTokenizer } from "../../../engine/src/tokenizer/clip-bpe.ts";
+import type { HostTensor } from "@lora-studio/engine";
+import {
+  buildClipTextGraph,
+  ClipTokenizer,
+  createNoiseSchedule,
+  graphInputWeights,
+  initialTrainState,
+  SD_SCHEDULE,
+  Session,
+  TorchCpuGenerator,
+  TrainStepRunner,
+} from "@lora-studio/engine";
 import { deriveSeed, Rng } from "../dataset/rng.ts";
 import { DEMO_IMAGE_SIZE, DEMO_LATENT_SIZE, DEMO_UNET, DEMO_VAE, demoTextConfig } from "./base-config.ts";
 import { initialWeights, type StateMap } from "./base-init.ts";

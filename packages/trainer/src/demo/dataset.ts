@@ -6,8 +6,8 @@
  */
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { atomicWriteFile } from "@lora-studio/prompt-lora";
 import sharp from "sharp";
-import { atomicWriteFile } from "../../../prompt-lora/src/util/atomic.ts";
 import { formatCsv } from "../dataset/csv.ts";
 import { deriveSeed, Rng } from "../dataset/rng.ts";
 import { genericScene, inkwashScene, type Scene } from "./scenes.ts";

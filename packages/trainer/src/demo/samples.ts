@@ -4,11 +4,8 @@
  * same seed, sampler and guidance, composed into one grid PNG: top row before, bottom row after.
  */
 import { dirname, join } from "node:path";
-import { composeGrid, type GridCell } from "../../../engine/src/pipeline/grid.ts";
-import { renderPrompt } from "../../../engine/src/pipeline/render.ts";
-import { SdModel } from "../../../engine/src/pipeline/sd-model.ts";
-import { Txt2ImgPipeline } from "../../../engine/src/pipeline/txt2img.ts";
-import { atomicWriteFile } from "../../../prompt-lora/src/util/atomic.ts";
+import { composeGrid, type GridCell, renderPrompt, SdModel, Txt2ImgPipeline } from "@lora-studio/engine";
+import { atomicWriteFile } from "@lora-studio/prompt-lora";
 
 export interface BeforeAfterOptions {
   /** Base checkpoint (single file; its tokenizer/ folder sits next to it). */

@@ -6,8 +6,8 @@
  */
 import { mkdir, open, readdir, readFile, stat } from "node:fs/promises";
 import { extname, join } from "node:path";
-import { atomicWriteFile } from "../../../prompt-lora/src/util/atomic.ts";
-import { formatCsv, parseCsv } from "../../../trainer/src/dataset/csv.ts";
+import { atomicWriteFile } from "@lora-studio/prompt-lora";
+import { formatCsv, parseCsv } from "@lora-studio/trainer";
 import { checkName, resolveInside } from "../library/safe-path.ts";
 import { EXTENSION_OF, readImageHeader } from "./image-header.ts";
 

@@ -8,9 +8,8 @@
 import { randomUUID } from "node:crypto";
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat, unlink } from "node:fs/promises";
 import { basename, dirname, extname, join } from "node:path";
-import { scanLibrary } from "../../../prompt-lora/src/library/scan.ts";
-import type { LibraryEntry } from "../../../prompt-lora/src/library/types.ts";
-import { atomicWriteFile } from "../../../prompt-lora/src/util/atomic.ts";
+import type { LibraryEntry } from "@lora-studio/prompt-lora";
+import { atomicWriteFile, scanLibrary } from "@lora-studio/prompt-lora";
 import { checkName, checkRelativeText, PathError, resolveInside, toRelative } from "./safe-path.ts";
 
 export class LibraryError extends Error {

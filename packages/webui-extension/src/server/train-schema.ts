@@ -4,16 +4,17 @@
  * of a config with the same code `pnpm train` uses.
  */
 import { join } from "node:path";
-import { ConfigError } from "../../../trainer/src/config/errors.ts";
 import {
   CONFIG_KEYS,
+  ConfigError,
   configSchema,
+  DatasetError,
   EXECUTION_PROVIDERS,
+  formatPlan,
   LR_SCHEDULERS,
   OPTIMIZERS,
-} from "../../../trainer/src/config/schema.ts";
-import { DatasetError, planDataset } from "../../../trainer/src/dataset/plan.ts";
-import { formatPlan } from "../../../trainer/src/dataset/plan-text.ts";
+  planDataset,
+} from "@lora-studio/trainer";
 import type { JobStore } from "../jobs/store.ts";
 import type { JobEnvironment } from "../jobs/types.ts";
 import { etaFromHistory } from "../training/eta.ts";

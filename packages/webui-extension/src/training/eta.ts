@@ -5,7 +5,7 @@
  * graph build per plan; the form's live plan is refreshed on every change, so it uses this history and
  * says where the speed comes from (no matching run: no ETA).
  */
-import type { TrainConfig } from "../../../trainer/src/config/schema.ts";
+import type { TrainConfig } from "@lora-studio/trainer";
 import type { JobStore } from "../jobs/store.ts";
 
 export interface HistoryEta {

@@ -7,8 +7,7 @@
  */
 import { copyFile, mkdir, readFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { openSafetensors } from "../../../prompt-lora/src/safetensors/index.ts";
-import { atomicWriteFile, withAtomicPath } from "../../../prompt-lora/src/util/atomic.ts";
+import { atomicWriteFile, openSafetensors, withAtomicPath } from "@lora-studio/prompt-lora";
 
 export const DEFAULT_LORA_SUBFOLDER = "lora-studio";
 

@@ -7,9 +7,8 @@
  */
 import { randomBytes } from "node:crypto";
 import { isAbsolute, join, relative } from "node:path";
-import { ConfigError } from "../../../trainer/src/config/errors.ts";
-import { parseConfig } from "../../../trainer/src/config/load.ts";
-import type { TrainConfig } from "../../../trainer/src/config/schema.ts";
+import type { TrainConfig } from "@lora-studio/trainer";
+import { ConfigError, parseConfig } from "@lora-studio/trainer";
 
 /** The name the config text is reported under (errors read `webui-config.yaml:3:1: ...`). */
 export const CONFIG_NAME = "webui-config.yaml";

@@ -13,7 +13,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { extname, join, resolve, sep } from "node:path";
-import { openSafetensors } from "../../../prompt-lora/src/safetensors/index.ts";
+import { openSafetensors } from "@lora-studio/prompt-lora";
 
 export interface HostLora {
   name: string;

@@ -4,7 +4,7 @@
  */
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { datasetCheck } from "../../../../trainer/src/dataset/check.ts";
+import { datasetCheck } from "@lora-studio/trainer";
 import { checkName, resolveInside } from "../../library/safe-path.ts";
 import { type JobContext, type JobEnvironment, type JobKind, JobParamsError } from "../types.ts";
 

@@ -7,9 +7,7 @@
  */
 import { stat } from "node:fs/promises";
 import { extname, join } from "node:path";
-import { LibraryCache } from "../../../../prompt-lora/src/library/cache.ts";
-import { analyzeFile, LORA_EXTENSIONS } from "../../../../prompt-lora/src/library/scan.ts";
-import { walkFolder } from "../../../../prompt-lora/src/library/walk.ts";
+import { analyzeFile, LibraryCache, LORA_EXTENSIONS, walkFolder } from "@lora-studio/prompt-lora";
 import { toRelative } from "../../library/safe-path.ts";
 import type { JobContext, JobEnvironment, JobKind, JobOutcome } from "../types.ts";
 

@@ -6,11 +6,14 @@
  */
 import { access, mkdir, readFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { readAdapter, writeAdapter } from "../../../../prompt-lora/src/adapters/index.ts";
-import { compressAdapter } from "../../../../prompt-lora/src/merge/compress.ts";
-import { stackAdapters } from "../../../../prompt-lora/src/merge/stack.ts";
-import type { StackEntry } from "../../../../prompt-lora/src/merge/types.ts";
-import { atomicWriteFile } from "../../../../prompt-lora/src/util/atomic.ts";
+import type { StackEntry } from "@lora-studio/prompt-lora";
+import {
+  atomicWriteFile,
+  compressAdapter,
+  readAdapter,
+  stackAdapters,
+  writeAdapter,
+} from "@lora-studio/prompt-lora";
 import { PathError, resolveInside, toRelative } from "../../library/safe-path.ts";
 import { type JobContext, type JobEnvironment, type JobKind, JobParamsError } from "../types.ts";
 

@@ -9,12 +9,9 @@
  */
 import { access } from "node:fs/promises";
 import { basename, isAbsolute, join, relative } from "node:path";
-import type { OpenCheckpointOptions } from "../../../../engine/src/models/loader/checkpoint.ts";
-import { ConfigError } from "../../../../trainer/src/config/errors.ts";
-import type { TrainConfig } from "../../../../trainer/src/config/schema.ts";
-import { DatasetError, planDataset } from "../../../../trainer/src/dataset/plan.ts";
-import type { TrainEvent } from "../../../../trainer/src/train/events.ts";
-import { train } from "../../../../trainer/src/train/train.ts";
+import type { OpenCheckpointOptions } from "@lora-studio/engine";
+import type { TrainConfig, TrainEvent } from "@lora-studio/trainer";
+import { ConfigError, DatasetError, planDataset, train } from "@lora-studio/trainer";
 import { resolveInside, toRelative } from "../../library/safe-path.ts";
 import { activationTextFrom, type HotLoadSettings, installLora } from "../../training/hot-load.ts";
 import { configText, newRunId, resolveJobConfig, runsDir } from "../../training/job-config.ts";
