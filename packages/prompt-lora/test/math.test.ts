@@ -5,6 +5,7 @@ import { gramNT, gramTN, type Matrix, matmul, matmulNT, matmulTN, matrix } from 
 import { householderQr } from "../src/math/qr.ts";
 import { Rng } from "../src/math/random.ts";
 import { factoredSvd, orthonormalizeColumns, randomizedSvd } from "../src/math/rsvd.ts";
+import { orthonormal } from "./support/orthonormal.ts";
 
 // Independent reference algebra in float64, written plainly (no shared code with src/math).
 function naiveMul(a: ArrayLike<number>, b: ArrayLike<number>, m: number, k: number, n: number): Float64Array {
@@ -26,25 +27,6 @@ function naiveT(a: ArrayLike<number>, m: number, n: number): Float64Array {
 
 function randomMatrix(rng: Rng, m: number, n: number): Matrix {
   return matrix(m, n, rng.gaussianArray(m * n));
-}
-
-/** m x n with orthonormal columns by modified Gram-Schmidt (twice), in float64. */
-function orthonormal(rng: Rng, m: number, n: number): Float64Array {
-  const cols: Float64Array[] = [];
-  for (let j = 0; j < n; j++) {
-    const v = new Float64Array(m).map(() => rng.gaussian());
-    for (let pass = 0; pass < 2; pass++)
-      for (const c of cols) {
-        let d = 0;
-        for (let i = 0; i < m; i++) d += c[i] * v[i];
-        for (let i = 0; i < m; i++) v[i] -= d * c[i];
-      }
-    const norm = Math.hypot(...v);
-    cols.push(v.map((x) => x / norm));
-  }
-  const out = new Float64Array(m * n);
-  for (let j = 0; j < n; j++) for (let i = 0; i < m; i++) out[i * n + j] = cols[j][i];
-  return out;
 }
 
 /** Q1 diag(s) Q2^T (m x n) as float32, plus its factors. */

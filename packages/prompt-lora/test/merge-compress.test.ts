@@ -5,27 +5,11 @@ import type { Adapter, AdapterModule } from "../src/adapters/types.ts";
 import { Rng } from "../src/math/random.ts";
 import { compressAdapter } from "../src/merge/compress.ts";
 import { stackAdapters } from "../src/merge/stack.ts";
+import { orthonormal as orthonormalFrom } from "./support/orthonormal.ts";
 
 const rng = new Rng(77);
 
-/** m x n with orthonormal columns (modified Gram-Schmidt twice, float64) — independent of src/math. */
-function orthonormal(m: number, n: number): Float64Array {
-  const cols: Float64Array[] = [];
-  for (let j = 0; j < n; j++) {
-    const v = new Float64Array(m).map(() => rng.gaussian());
-    for (let pass = 0; pass < 2; pass++)
-      for (const c of cols) {
-        let d = 0;
-        for (let i = 0; i < m; i++) d += c[i] * v[i];
-        for (let i = 0; i < m; i++) v[i] -= d * c[i];
-      }
-    const norm = Math.hypot(...v);
-    cols.push(v.map((x) => x / norm));
-  }
-  const out = new Float64Array(m * n);
-  for (let j = 0; j < n; j++) for (let i = 0; i < m; i++) out[i * n + j] = cols[j][i];
-  return out;
-}
+const orthonormal = (m: number, n: number): Float64Array => orthonormalFrom(rng, m, n);
 
 const adapterOf = (modules: AdapterModule[], name: string): Adapter => ({
   source: name,

@@ -213,16 +213,9 @@ export function addNoise(
   noise: Float32Array,
   timesteps: ArrayLike<number>,
 ): Float32Array {
-  if (x0.length !== noise.length)
-    throw new SchedulerError("SHAPE_MISMATCH", "addNoise", "x0 and noise lengths differ");
-  const per = perSample(x0.length, timesteps, "addNoise");
-  const out = new Float32Array(x0.length);
-  for (let b = 0; b < timesteps.length; b++) {
-    const { sqrtAlpha, sqrtOneMinusAlpha } = noiseCoefficients(schedule, timesteps[b]);
-    for (let i = b * per; i < (b + 1) * per; i++)
-      out[i] = f32(f32(sqrtAlpha * x0[i]) + f32(sqrtOneMinusAlpha * noise[i]));
-  }
-  return out;
+  return mixPerSample("addNoise", schedule, x0, noise, timesteps, (a, s, n, x) =>
+    f32(f32(a * x) + f32(s * n)),
+  );
 }
 
 /** DDPMScheduler.get_velocity, the v-prediction target: sqrt(acp[t]) * noise - sqrt(1 - acp[t]) * x0. */
@@ -232,14 +225,27 @@ export function getVelocity(
   noise: Float32Array,
   timesteps: ArrayLike<number>,
 ): Float32Array {
+  return mixPerSample("getVelocity", schedule, x0, noise, timesteps, (a, s, n, x) =>
+    f32(f32(a * n) - f32(s * x)),
+  );
+}
+
+/** Applies `mix(sqrtAlpha, sqrtOneMinusAlpha, noise, x0)` elementwise with each batch sample's own timestep. */
+function mixPerSample(
+  op: string,
+  schedule: NoiseSchedule,
+  x0: Float32Array,
+  noise: Float32Array,
+  timesteps: ArrayLike<number>,
+  mix: (sqrtAlpha: number, sqrtOneMinusAlpha: number, noise: number, x0: number) => number,
+): Float32Array {
   if (x0.length !== noise.length)
-    throw new SchedulerError("SHAPE_MISMATCH", "getVelocity", "x0 and noise lengths differ");
-  const per = perSample(x0.length, timesteps, "getVelocity");
+    throw new SchedulerError("SHAPE_MISMATCH", op, "x0 and noise lengths differ");
+  const per = perSample(x0.length, timesteps, op);
   const out = new Float32Array(x0.length);
   for (let b = 0; b < timesteps.length; b++) {
     const { sqrtAlpha, sqrtOneMinusAlpha } = noiseCoefficients(schedule, timesteps[b]);
-    for (let i = b * per; i < (b + 1) * per; i++)
-      out[i] = f32(f32(sqrtAlpha * noise[i]) - f32(sqrtOneMinusAlpha * x0[i]));
+    for (let i = b * per; i < (b + 1) * per; i++) out[i] = mix(sqrtAlpha, sqrtOneMinusAlpha, noise[i], x0[i]);
   }
   return out;
 }
