@@ -9,11 +9,11 @@
  *   npx tsx packages/engine/bench/sd15.ts [--forward 64] [--train 32,64] [--model PATH] [--keep]
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { f32ToF16, writeSafetensors } from "@lora-studio/prompt-lora";
+import { writeSyntheticCheckpoint } from "@lora-studio/prompt-lora";
 import { CHECKPOINT_DISABLED_OPTIMIZERS } from "../src/autodiff/grad.ts";
 import { mul, reduceMean, sub } from "../src/graph/ops/index.ts";
 import { buildClipTextGraph } from "../src/models/clip-text.ts";
@@ -36,36 +36,8 @@ function arg(name: string, dflt: string): string {
 }
 
 async function generate(path: string): Promise<void> {
-  const manifest = JSON.parse(readFileSync(MANIFEST, "utf8")) as {
-    keys: Record<string, { shape: number[] }>;
-  };
-  // One random block, tiled: generating 1.07e9 fresh normals would dominate the bench.
-  let seed = 12345;
-  const rand = () => {
-    seed = (seed * 1103515245 + 12345) >>> 0;
-    return seed / 2 ** 32;
-  };
-  const block = new Float32Array(1 << 20).map(() => {
-    const u = Math.max(rand(), 1e-12);
-    return 0.02 * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rand());
-  });
-  const halves = f32ToF16(block);
   const t = performance.now();
-  await writeSafetensors(
-    path,
-    Object.entries(manifest.keys).map(([name, { shape }]) => ({
-      name,
-      dtype: "F16" as const,
-      shape,
-      data: () => {
-        const n = shape.reduce((a, d) => a * d, 1);
-        const out = new Uint16Array(n);
-        for (let at = 0; at < n; at += halves.length)
-          out.set(halves.subarray(0, Math.min(halves.length, n - at)), at);
-        return out;
-      },
-    })),
-  );
+  await writeSyntheticCheckpoint(MANIFEST, path, { dtype: "F16" });
   console.log(`generated ${path} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 }
 

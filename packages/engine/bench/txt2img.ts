@@ -9,12 +9,12 @@
  *
  *   npx tsx packages/engine/bench/txt2img.ts [--tiny-only] [--steps 2] [--threads 2] [--keep]
  */
-import { cpSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Adapter, AdapterModule } from "@lora-studio/prompt-lora";
-import { stackAdapters, writeSafetensors } from "@lora-studio/prompt-lora";
+import { stackAdapters, writeSyntheticCheckpoint } from "@lora-studio/prompt-lora";
 import { kohyaLoraTargets } from "../src/models/lora-targets.ts";
 import { SdModel } from "../src/pipeline/sd-model.ts";
 import { Txt2ImgPipeline } from "../src/pipeline/txt2img.ts";
@@ -60,30 +60,8 @@ async function tinyBench(): Promise<void> {
 }
 
 async function writeSd15(path: string): Promise<void> {
-  const manifest = JSON.parse(readFileSync(`${FIXTURES}sd15-original-keys.json`, "utf8")) as {
-    keys: Record<string, { shape: number[] }>;
-  };
-  let seed = 99;
-  const block = Float32Array.from({ length: 1 << 20 }, () => {
-    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-    return (seed / 2 ** 32 - 0.5) * 0.04;
-  });
   const t = performance.now();
-  await writeSafetensors(
-    path,
-    Object.entries(manifest.keys).map(([name, { shape }]) => ({
-      name,
-      dtype: "F32" as const,
-      shape,
-      data: () => {
-        const n = shape.reduce((a, d) => a * d, 1);
-        const out = new Float32Array(n);
-        for (let at = 0; at < n; at += block.length)
-          out.set(block.subarray(0, Math.min(block.length, n - at)), at);
-        return out;
-      },
-    })),
-  );
+  await writeSyntheticCheckpoint(`${FIXTURES}sd15-original-keys.json`, path, { dtype: "F32" });
   console.log(`wrote random SD1.5 fp32 checkpoint in ${sec(performance.now() - t)} s`);
 }
 

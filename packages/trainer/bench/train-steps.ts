@@ -8,11 +8,11 @@
  *   npx tsx packages/trainer/bench/train-steps.ts [--sizes 256,512] [--steps 4] [--opt disabled,all] [--no-sd15]
  */
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { f32ToF16, writeSafetensors } from "@lora-studio/prompt-lora";
+import { writeSyntheticCheckpoint } from "@lora-studio/prompt-lora";
 import sharp from "sharp";
 import { resolveConfig } from "../src/config/load.ts";
 import { configSchema } from "../src/config/schema.ts";
@@ -89,37 +89,9 @@ async function runCase(c: Case): Promise<CaseResult> {
   };
 }
 
-/** A random fp16 SD1.5 checkpoint: one N(0, 0.02) block of normals tiled over every tensor of the manifest. */
+/** A random fp16 SD1.5 checkpoint with the real names and shapes. */
 async function generateSd15(path: string): Promise<void> {
-  const manifest = JSON.parse(readFileSync(join(FIXTURES, "sd15-original-keys.json"), "utf8")) as {
-    keys: Record<string, { shape: number[] }>;
-  };
-  let state = 0x2545f491;
-  const uniform = () => {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    return ((state >>> 0) + 0.5) / 2 ** 32;
-  };
-  const block = new Float32Array(1 << 20);
-  for (let i = 0; i < block.length; i++)
-    block[i] = 0.02 * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
-  const halves = f32ToF16(block);
-  await writeSafetensors(
-    path,
-    Object.entries(manifest.keys).map(([name, { shape }]) => ({
-      name,
-      dtype: "F16" as const,
-      shape,
-      data: () => {
-        const n = shape.reduce((a, d) => a * d, 1);
-        const out = new Uint16Array(n);
-        for (let at = 0; at < n; at += halves.length)
-          out.set(halves.subarray(0, Math.min(halves.length, n - at)), at);
-        return out;
-      },
-    })),
-  );
+  await writeSyntheticCheckpoint(join(FIXTURES, "sd15-original-keys.json"), path, { dtype: "F16" });
 }
 
 async function makeImages(dir: string, size: number, count: number): Promise<void> {

@@ -14,5 +14,6 @@ export {
 export { SafetensorsError, type SafetensorsErrorCode } from "./errors.ts";
 export { MAX_HEADER_BYTES } from "./header.ts";
 export { type Float32Tensor, openSafetensors, readSafetensors, type SafetensorsFile } from "./reader.ts";
+export { type SyntheticCheckpointOptions, writeSyntheticCheckpoint } from "./synthetic.ts";
 export type { DType, TensorInfo, TensorToWrite } from "./types.ts";
 export { encodeSafetensorsHeader, writeSafetensors } from "./writer.ts";
