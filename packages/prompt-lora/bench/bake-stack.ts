@@ -1,7 +1,13 @@
 // Bake a 3-LoRA stack into a generated ~2 GB SD1.5 checkpoint (fp16, every tensor name and shape of a real
 // SD1.5 single-file checkpoint) and compare with a plain copy of the same file, in the same run.
 // LoRAs: three random kohya-style rank-32 LoRAs on every UNet and text-encoder attention projection.
+// The bake patches each targeted fp16 tensor as W + up @ down (rank 96 after stacking, ~11.7 GMAC in all) on
+// the packed wasm GEMM kernel (math/gemm-packed.ts; its line below says which variant runs) fused with the
+// fp16 add (math/simd-f16.ts), while the kernel copies the file (fs.copyFile). Wall-clock ratios need an idle
+// machine: under load the bake's ~3 s of CPU competes with other jobs while the copy is mostly I/O, so the CPU
+// seconds printed per run are the figure to compare between runs on a shared machine.
 // Run: npx tsx packages/prompt-lora/bench/bake-stack.ts   (needs ~7 GB free in os.tmpdir(); removes its files)
+// BAKE_ROUNDS=n (default 2) sets the number of interleaved copy / bake rounds.
 import { readFileSync } from "node:fs";
 import { copyFile, mkdtemp, open, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -10,6 +16,7 @@ import { performance } from "node:perf_hooks";
 import type { Adapter, AdapterModule } from "../src/adapters/types.ts";
 import { moduleTree } from "../src/architecture/index.ts";
 import { Rng } from "../src/math/random.ts";
+import { gemmInstance } from "../src/math/simd-gemm.ts";
 import { bakeCheckpoint } from "../src/merge/bake.ts";
 import { f32ToF16 } from "../src/safetensors/dtypes.ts";
 import type { TensorToWrite } from "../src/safetensors/types.ts";
@@ -85,6 +92,12 @@ try {
     { adapter: lora(3), te: -0.3, unet: 0.6 },
   ];
   console.log(`stack: 3 LoRAs x ${targets.length} attention modules, rank 32 each (96 stacked)`);
+  const packed = gemmInstance()?.packed;
+  console.log(
+    packed
+      ? `GEMM kernel: packed ${packed.rows}x${packed.cols} ${packed.fused ? "relaxed-SIMD multiply-add" : "mul + add"}`
+      : "GEMM kernel: none (no wasm SIMD), plain JS",
+  );
 
   // Warm the page cache the same way for both: one untimed read-through copy first.
   await copyFile(basePath, copyPath);

@@ -9,6 +9,7 @@
  * listed by the kernel and redone by the exact scalar code, so every input gives the scalar result.
  */
 import { f16BitsToF32Bits, f32BitsToF16 } from "../safetensors/dtypes.ts";
+import { packColumnPanels } from "./gemm-packed.ts";
 import { gemmInstance } from "./simd-gemm.ts";
 import {
   add32,
@@ -36,14 +37,13 @@ const splat32 = simd(0x11);
 const vAnd = simd(0x4e);
 const vOr = simd(0x50);
 const anyTrue = simd(0x53);
-const eq32 = simd(0x37);
-const ltS32 = simd(0x39);
-const geS32 = simd(0x3f);
+const geU32 = simd(0x40);
 const shl32 = simd(0xab);
 const shrS32 = simd(0xac);
 const shrU32 = simd(0xad);
 const addI32 = simd(0xae);
 const subI32 = simd(0xb1);
+const maxU32 = simd(0xb9);
 const narrowU16 = simd(0x86);
 const ifVoid = [0x04, 0x40];
 const i32store = [0x36, 2, 0];
@@ -51,68 +51,65 @@ const i32store = [0x36, 2, 0];
 // Params: h, d, o (byte pointers), n (elements, multiple of 8), exc (pointer to the list of flagged groups).
 const [H, D, O, N, EXC] = [0, 1, 2, 3, 4];
 const [Ii, CNT, HP, DP, OP] = [5, 6, 7, 8, 9];
-const [LO, HI, BAD, X, A] = [10, 11, 12, 13, 14];
-const [K7C00, K7FFF, K8000, KBIAS, KABS, KMIN, KEND, KREB, K1, KZERO] = [
-  15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
+const [LO, HI, WORST, X, A] = [10, 11, 12, 13, 14];
+const [K7C00, K0400, KSIGNEXP, KBIAS, KABS, KMIN, KRANGE, KREB, K1, K8000, KZERO] = [
+  15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25,
 ];
 
 const c32 = (v: number) => [...i32c(v | 0), ...splat32];
 
-/** Four lanes at byte offset `off` of the halves: result halves (as i32x4) into `dst`, flags OR-ed into BAD. */
+/**
+ * Four lanes at byte offset `off` of the halves: result halves (as i32x4) into `dst`. Both range checks map
+ * onto one unsigned scale, where a lane is in the fast path iff its value is below KRANGE (2^27 - 2^24):
+ * - input: ((h & 0x7c00) - 0x400) << 13 is below it iff the half's exponent is 1..30 (normal);
+ * - output: |x| - 2^-14 (bits) is below it iff the float32 sum lies in [2^-14, 2^16), i.e. is a normal half
+ *   or rounds up to Inf (which the encoding below gives exactly).
+ * WORST keeps the unsigned maximum of both over the group; the group is flagged when it reaches KRANGE.
+ */
 function fourLanes(off: number, dst: number): number[] {
   return [
-    // h = 4 halves zero-extended; exponent 0 or 31 -> flagged
     ...get(HP),
     ...load16x4u(off),
     ...set(X),
+    // input check
+    ...get(WORST),
     ...get(X),
     ...get(K7C00),
     ...vAnd,
-    ...set(A),
-    ...get(BAD),
-    ...get(A),
-    ...get(KZERO),
-    ...eq32,
-    ...vOr,
-    ...get(A),
-    ...get(K7C00),
-    ...eq32,
-    ...vOr,
-    ...set(BAD),
-    // float bits = ((h & 0x7fff) << 13) + (112 << 23) | (h & 0x8000) << 16, then + delta in float32
-    ...get(X),
-    ...get(K7FFF),
-    ...vAnd,
+    ...get(K0400),
+    ...subI32,
     ...i32c(13),
     ...shl32,
-    ...get(KBIAS),
-    ...addI32,
+    ...maxU32,
+    ...set(WORST),
+    // float bits = sign | (exponent + 112) << 23 | mantissa << 13: the half moved to the top (h << 16) and
+    // shifted arithmetically by 3 puts sign, exponent and mantissa in place (the sign smeared over bits
+    // 28..30, masked off); adding 112 << 23 rebiases the exponent. Then + delta in float32.
     ...get(X),
-    ...get(K8000),
-    ...vAnd,
     ...i32c(16),
     ...shl32,
-    ...vOr,
+    ...i32c(3),
+    ...shrS32,
+    ...get(KSIGNEXP),
+    ...vAnd,
+    ...get(KBIAS),
+    ...addI32,
     ...get(DP),
     ...load(off * 2),
     ...f32x4add,
     ...set(X),
-    // a = |x| bits; outside [2^-14, 2^16) -> flagged
+    // output check on a = |x| bits
     ...get(X),
     ...get(KABS),
     ...vAnd,
     ...set(A),
-    ...get(BAD),
+    ...get(WORST),
     ...get(A),
     ...get(KMIN),
-    ...ltS32,
-    ...vOr,
-    ...get(A),
-    ...get(KEND),
-    ...geS32,
-    ...vOr,
-    ...set(BAD),
-    // half = ((a - rebias + 0xfff... + ((a >> 13) & 1)) >> 13) | sign
+    ...subI32,
+    ...maxU32,
+    ...set(WORST),
+    // half = ((a - rebias + 0xfff + ((a >> 13) & 1)) >> 13) | sign (round to nearest even)
     ...get(A),
     ...get(KREB),
     ...subI32,
@@ -137,38 +134,20 @@ function fourLanes(off: number, dst: number): number[] {
 function kernelBody(): number[] {
   const constants = [
     [K7C00, 0x7c00],
-    [K7FFF, 0x7fff],
-    [K8000, 0x8000],
+    [K0400, 0x0400],
+    [KSIGNEXP, 0x8fffe000],
     [KBIAS, 0x38000000],
     [KABS, 0x7fffffff],
     [KMIN, 0x38800000],
-    [KEND, 0x47800000],
+    [KRANGE, 0x47800000 - 0x38800000],
     [KREB, 0x38000000 - 0xfff],
     [K1, 1],
+    [K8000, 0x8000],
     [KZERO, 0],
   ].flatMap(([local, v]) => [...c32(v), ...set(local)]);
   const group = [
-    // hp = h + 2i, dp = d + 4i, op = o + 2i
-    ...get(H),
-    ...get(Ii),
-    ...i32c(2),
-    ...mul32,
-    ...add32,
-    ...set(HP),
-    ...get(D),
-    ...get(Ii),
-    ...i32c(4),
-    ...mul32,
-    ...add32,
-    ...set(DP),
-    ...get(O),
-    ...get(Ii),
-    ...i32c(2),
-    ...mul32,
-    ...add32,
-    ...set(OP),
     ...get(KZERO),
-    ...set(BAD),
+    ...set(WORST),
     ...fourLanes(0, LO),
     ...fourLanes(8, HI),
     ...get(OP),
@@ -176,7 +155,9 @@ function kernelBody(): number[] {
     ...get(HI),
     ...narrowU16,
     ...store,
-    ...get(BAD),
+    ...get(WORST),
+    ...get(KRANGE),
+    ...geU32,
     ...anyTrue,
     ...ifVoid,
     ...get(EXC),
@@ -191,8 +172,22 @@ function kernelBody(): number[] {
     ...add32,
     ...set(CNT),
     ...end,
+    // next group: 8 halves in and out, 8 floats of delta
+    ...get(HP),
+    ...i32c(16),
+    ...add32,
+    ...set(HP),
+    ...get(DP),
+    ...i32c(32),
+    ...add32,
+    ...set(DP),
+    ...get(OP),
+    ...i32c(16),
+    ...add32,
+    ...set(OP),
   ];
-  return [...constants, ...i32c(0), ...set(CNT), ...forLoop(Ii, N, 8, group), ...get(CNT)];
+  const pointers = [...get(H), ...set(HP), ...get(D), ...set(DP), ...get(O), ...set(OP)];
+  return [...constants, ...pointers, ...i32c(0), ...set(CNT), ...forLoop(Ii, N, 8, group), ...get(CNT)];
 }
 
 type AddFn = (h: number, d: number, o: number, n: number, exc: number) => number;
@@ -207,7 +202,7 @@ function instance(): { memory: WasmMemory; add: AddFn } | null {
     1,
     [
       [5, I32],
-      [15, V128],
+      [16, V128],
     ],
     kernelBody(),
   );
@@ -279,6 +274,7 @@ const ROW_BLOCK = 32;
  * formed block by block in the kernels' shared memory and never copied out: the same values as
  * `addToHalves(halves, matmul(up, down))` (same kernel, same summation order). Returns undefined when the
  * shapes fall outside the fused case (cols not a multiple of 16, r > 512, or no SIMD): use that route then.
+ * `out` may be `halves` itself (the bake patches the tensor it read in place, allocating nothing).
  */
 export function addProductToHalves(
   up: Float32Array,
@@ -287,17 +283,22 @@ export function addProductToHalves(
   r: number,
   cols: number,
   halves: Uint16Array,
+  out?: Uint16Array,
 ): Uint16Array | undefined {
   const gemm = gemmInstance();
   const inst = instance();
   if (!gemm || !inst || cols % 16 !== 0 || r < 1 || r > 512 || halves.length !== rows * cols)
     return undefined;
-  const out = new Uint16Array(rows * cols);
-  const rb = ROW_BLOCK;
-  // Layout (bytes): down | up block (rb x r) | product block (rb x cols) | halves in | halves out | flags.
+  if (out && out.length !== halves.length) throw new RangeError("addProductToHalves: length mismatch");
+  const result = out ?? new Uint16Array(rows * cols);
+  const { packed } = gemm;
+  const rb = ROW_BLOCK; // a multiple of every packed tile's rows
+  const rowsPadded = Math.ceil(rows / packed.rows) * packed.rows;
+  // Layout (bytes): down in column panels | up (zero rows to a whole block) | product block (rb x cols) |
+  // halves in | halves out | flags. cols is a multiple of the panel width: no column padding.
   const bOff = 0;
   const aOff = bOff + r * cols * 4;
-  const cOff = aOff + rb * r * 4;
+  const cOff = aOff + rowsPadded * r * 4;
   const hOff = cOff + rb * cols * 4;
   const oOff = hOff + rb * cols * 2;
   const eOff = oOff + rb * cols * 2;
@@ -305,28 +306,29 @@ export function addProductToHalves(
   const have = gemm.memory.buffer.byteLength;
   if (need > have) gemm.memory.grow(Math.ceil((need - have) / 65536));
   const buf = gemm.memory.buffer;
-  new Float32Array(buf, bOff, r * cols).set(down.subarray(0, r * cols));
-  const aBlock = new Float32Array(buf, aOff, rb * r);
+  const heap = new Float32Array(buf);
+  packColumnPanels(down, r, cols, packed.cols, heap, bOff / 4);
+  heap.set(up.subarray(0, rows * r), aOff / 4);
+  heap.fill(0, aOff / 4 + rows * r, aOff / 4 + rowsPadded * r);
   const hBlock = new Uint16Array(buf, hOff, rb * cols);
   const oBlock = new Uint16Array(buf, oOff, rb * cols);
   const flags = new Int32Array(buf, eOff, (rb * cols) / 8);
   for (let i0 = 0; i0 < rows; i0 += rb) {
     const m = Math.min(rb, rows - i0);
-    const mp = m + (m & 1); // the kernel takes rows in pairs: a zero row pads an odd block
-    aBlock.set(up.subarray(i0 * r, (i0 + m) * r));
-    if (mp !== m) aBlock.fill(0, m * r, mp * r);
-    gemm.kernel(aOff, bOff, cOff, mp, r, cols, r * 4, 4, cols * 4, cols * 4);
+    const mp = Math.ceil(m / packed.rows) * packed.rows; // zero rows pad the last block
+    packed.kernel(aOff + i0 * r * 4, bOff, cOff, mp, r, cols, r * 4, 4, cols * 4, r * 4);
     const len = m * cols;
     const start = i0 * cols;
     hBlock.set(halves.subarray(start, start + len));
     const flagged = inst.add(hOff, cOff, oOff, len, eOff);
-    out.set(oBlock.subarray(0, len), start);
+    result.set(oBlock.subarray(0, len), start);
     if (flagged > 0) {
+      // The input block's copy in wasm memory: `halves` may be `result`, already overwritten here.
       const delta = new Float32Array(buf, cOff, len);
-      const src = halves.subarray(start, start + len);
-      const dst = out.subarray(start, start + len);
+      const src = hBlock.subarray(0, len);
+      const dst = result.subarray(start, start + len);
       for (let g = 0; g < flagged; g++) scalar(src, delta, dst, flags[g], flags[g] + 8);
     }
   }
-  return out;
+  return result;
 }

@@ -7,10 +7,14 @@
  * Node >= 16 without native code, and there is no toolchain here to compile C/WAT. The kernel is small enough
  * to read: see `kernelBody` below.
  *
- * Contract: C[m x n] = A[m x k] * B[k x n] (row-major float32, products accumulated in float32 over k; callers
- * chunk k and sum chunks in float64 when k is large). m must be even and n a multiple of 16 (callers pad).
+ * Two kernels: products (gemmF32) run on the packed-B kernel of gemm-packed.ts (relaxed-SIMD multiply-add
+ * where the engine has it); the strided kernel below serves accumulateGramTN, which reads A^T in place.
+ * Contract of the strided kernel: C[m x n] = A[m x k] * B[k x n] (row-major float32, products accumulated in
+ * float32 over k; callers chunk k and sum chunks in float64 when k is large). m must be even and n a multiple
+ * of 16 (callers pad).
  */
 
+import { gemmPackedF32, instantiatePackedGemm, type PackedGemm } from "./gemm-packed.ts";
 import {
   add32,
   f32load,
@@ -126,22 +130,31 @@ export type GemmFn = (
 
 const wasm = wasmApi;
 
-let memory: WasmMemory | undefined;
-let kernel: GemmFn | undefined;
+interface GemmKernels {
+  memory: WasmMemory;
+  /** The strided kernel (accumulateGramTN). */
+  kernel: GemmFn;
+  /** The packed-B kernel (products). */
+  packed: PackedGemm;
+}
 
-/** The kernel and its memory, for kernels that run on the same memory (simd-f16.ts); undefined without SIMD. */
-export function gemmInstance(): { memory: WasmMemory; kernel: GemmFn } | undefined {
+let kernels: GemmKernels | undefined;
+
+/** The kernels and their memory, for kernels that run on the same memory (simd-f16.ts); undefined without SIMD. */
+export function gemmInstance(): GemmKernels | undefined {
   return instance();
 }
 
-function instance(): { memory: WasmMemory; kernel: GemmFn } | undefined {
-  if (kernel && memory) return { memory, kernel };
+function instance(): GemmKernels | undefined {
+  if (kernels) return kernels;
   const bytes = assemble();
   if (!wasm?.validate(bytes)) return undefined;
-  memory = new wasm.Memory({ initial: 16 });
+  const memory = new wasm.Memory({ initial: 16 });
+  const packed = instantiatePackedGemm(memory);
+  if (!packed) return undefined;
   const inst = new wasm.Instance(new wasm.Module(bytes), { env: { mem: memory } });
-  kernel = inst.exports.gemm as GemmFn;
-  return { memory, kernel };
+  kernels = { memory, kernel: inst.exports.gemm as GemmFn, packed };
+  return kernels;
 }
 
 /** True when the SIMD kernel assembled and validated (Node 20 always does). */
@@ -150,8 +163,8 @@ export function simdAvailable(): boolean {
 }
 
 /**
- * C = A[m x k] * B[k x n], padded internally to the kernel's tile. Inputs are row-major float32 with the given
- * row strides; the result is written row-major into `c` (length m * n). Plain-JS fallback when SIMD is missing.
+ * C = A[m x k] * B[k x n] on the packed-B kernel (B packed, A copied, both padded internally). Inputs are row-major
+ * float32; the result is written row-major into `c` (length m * n). Plain-JS fallback when SIMD is missing.
  */
 export function gemmF32(
   a: Float32Array,
@@ -162,34 +175,8 @@ export function gemmF32(
   c: Float32Array,
 ): void {
   const inst = instance();
-  if (!inst) {
-    gemmFallback(a, b, m, k, n, c);
-    return;
-  }
-  const mp = m + (m & 1);
-  const np = (n + 15) & ~15;
-  const aBytes = mp * k * 4;
-  const bBytes = k * np * 4;
-  const cBytes = mp * np * 4;
-  const need = aBytes + bBytes + cBytes;
-  const have = inst.memory.buffer.byteLength;
-  if (need > have) inst.memory.grow(Math.ceil((need - have) / 65536));
-  const heap = new Float32Array(inst.memory.buffer);
-  const aOff = 0;
-  const bOff = aBytes / 4;
-  const cOff = bOff + bBytes / 4;
-  heap.set(a.subarray(0, m * k), aOff);
-  if (mp !== m) heap.fill(0, aOff + m * k, aOff + mp * k);
-  if (np === n) heap.set(b.subarray(0, k * n), bOff);
-  else {
-    for (let p = 0; p < k; p++) {
-      heap.set(b.subarray(p * n, p * n + n), bOff + p * np);
-      heap.fill(0, bOff + p * np + n, bOff + (p + 1) * np);
-    }
-  }
-  inst.kernel(aOff * 4, bOff * 4, cOff * 4, mp, k, np, k * 4, 4, np * 4, np * 4);
-  if (np === n) c.set(heap.subarray(cOff, cOff + m * n));
-  else for (let i = 0; i < m; i++) c.set(heap.subarray(cOff + i * np, cOff + i * np + n), i * n);
+  if (!inst) gemmFallback(a, b, m, k, n, c);
+  else gemmPackedF32(inst.packed, inst.memory, a, b, m, k, n, c);
 }
 
 function gemmFallback(

@@ -145,8 +145,8 @@ export async function bakeCheckpoint(opts: BakeOptions): Promise<BakeReport> {
 /**
  * Workers for the patches by default: none on machines with 2 cores or fewer. The kernel copy of the file
  * keeps one core busy, and measured on the 2-core target (2026-11-22) patching on this thread beside it beat a
- * 2-worker pool (2.5x vs 3.4x the copy time, 4.1 vs 4.3 s CPU): the pool's threads only compete with the copy
- * and cost ~0.3 s CPU each to start.
+ * 2-worker pool (bench/bake-stack.ts, 13 interleaved rounds at load 1-2.5: 0.93-1.50x vs 1.25-1.76x the copy
+ * time, 1.8-3.5 vs 2.9-4.7 s CPU per bake). The pool's threads only compete with the copy and cost ~0.3 s CPU each to start.
  */
 function defaultBakeWorkers(): number {
   return Math.max(0, Math.min(4, availableParallelism() - 2));

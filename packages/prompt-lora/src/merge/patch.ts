@@ -37,11 +37,11 @@ export async function patchedTensor(
   const only = list.length === 1 ? list[0] : undefined;
   if (only && !only.rows && only.doraMultiplier === undefined && info.dtype === "F16") {
     // The usual case: one stacked delta over a whole fp16 weight, fused into the half data on the SIMD kernel
-    // (the float32 weight is never materialised).
+    // (the float32 weight is never materialised) and written back into the buffer just read (readRaw's
+    // buffer is ours alone), so a bake allocates no second copy of its patched tensors.
     const raw = await file.readRaw(info.name);
     const halves = new Uint16Array(raw.buffer, raw.byteOffset, n);
-    const fused = fusedLoraBake(only.module, halves);
-    if (fused) return new Uint8Array(fused.buffer);
+    if (fusedLoraBake(only.module, halves)) return new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength);
     const delta = checkedDelta(stackedDelta(only.module), n, only, info, file, 0, info.shape[0] ?? 1);
     return new Uint8Array(addToHalves(halves, delta).buffer);
   }
@@ -89,16 +89,17 @@ function checkedDelta(
   return delta;
 }
 
-/** W + up @ down for a stacked LoRA module of W's exact size, product and encoding fused (simd-f16.ts). */
-function fusedLoraBake(m: AdapterModule, halves: Uint16Array): Uint16Array | undefined {
-  if (m.kind !== "lora" || m.tensors.mid || m.alpha !== m.tensors.down.shape[0]) return undefined;
+/** W += up @ down in place for a stacked LoRA module of W's exact size, product and encoding fused
+ * (simd-f16.ts); false (W untouched) outside the fused case. */
+function fusedLoraBake(m: AdapterModule, halves: Uint16Array): boolean {
+  if (m.kind !== "lora" || m.tensors.mid || m.alpha !== m.tensors.down.shape[0]) return false;
   const down = m.tensors.down;
   const up = m.tensors.up;
   const r = down.shape[0];
   const inner = down.data.length / Math.max(r, 1);
   const rows = up.shape[0];
-  if (rows * inner !== halves.length || up.data.length !== rows * r) return undefined;
-  return addProductToHalves(up.data, down.data, rows, r, inner, halves);
+  if (rows * inner !== halves.length || up.data.length !== rows * r) return false;
+  return addProductToHalves(up.data, down.data, rows, r, inner, halves, halves) !== undefined;
 }
 
 /** Delta of a stacked module (scale already 1): up @ down on the SIMD kernel, or the full diff. */
