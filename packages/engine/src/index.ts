@@ -29,7 +29,12 @@ export {
 } from "./graph/builder.ts";
 export * from "./graph/ir.ts";
 export * from "./graph/ops/index.ts";
-export { buildClipTextGraph, type ClipTextGraphOptions } from "./models/clip-text.ts";
+export {
+  buildClipTextGraph,
+  type ClipTextEncoderOptions,
+  type ClipTextGraphOptions,
+  clipTextEncoder,
+} from "./models/clip-text.ts";
 export {
   type ClipTextConfig,
   ConfigError as ModelConfigError,
@@ -49,6 +54,12 @@ export {
 } from "./models/loader/checkpoint.ts";
 export type { FamilyDetection, ModelFamilyId } from "./models/loader/detect.ts";
 export { CheckpointError, type CheckpointErrorCode } from "./models/loader/errors.ts";
+export {
+  defaultWeightCacheDir,
+  type Fp32CacheEntry,
+  type Fp32CacheOptions,
+  fp32CacheForProvider,
+} from "./models/loader/fp32-cache.ts";
 export {
   architectureFor,
   textEncoderKeyMapper,
@@ -71,6 +82,7 @@ export { type Conv2dOptions, conv2d, groupNorm, layerNorm, linear, quickGelu, si
 export { type LoraInputNames, loraInputNames, withLora } from "./nn/lora.ts";
 export {
   type BuiltGraph,
+  type ComputeDType,
   graphInputWeights,
   type LoraTargets,
   ModelBuildError,
@@ -92,6 +104,13 @@ export {
   writeModelFile,
 } from "./onnx/model-file.ts";
 export { type SafetensorsTensorRef, safetensorsExternal } from "./onnx/safetensors-ref.ts";
+export {
+  DYNAMIC_LOSS_SCALE_DEFAULTS,
+  LOSS_SCALE_GOOD_STEPS_STATE,
+  LOSS_SCALE_STATE,
+  LossScaleError,
+  type LossScaling,
+} from "./optim/loss-scale.ts";
 export {
   applyOptimizer,
   type OptimizerConfig,
@@ -154,6 +173,7 @@ export {
 } from "./pipeline/samples.ts";
 export {
   type Component as ModelComponent,
+  findTokenizerDir,
   type ModelSession,
   PipelineError,
   SdModel,
@@ -243,10 +263,19 @@ export {
   type TokenizerFiles,
 } from "./tokenizer/tokenizer-files.ts";
 export { kaimingUniformDown, kohyaLoraInit } from "./training/lora-init.ts";
+export {
+  buildJointLoraTrainStep,
+  type JointLoraTrainStep,
+  type JointLoraTrainStepOptions,
+  TEXT_ENCODER_GROUP,
+  UNET_GROUP,
+} from "./training/lora-joint-train-step.ts";
 // packages/engine/src/index.ts (trainer-loop)
 export {
   buildLoraTrainStep,
+  diffusionLoss,
   type LoraModuleInfo,
   type LoraTrainStep,
   type LoraTrainStepOptions,
+  loraModuleInfos,
 } from "./training/lora-train-step.ts";

@@ -49,7 +49,8 @@ test("an fp16 single-file checkpoint runs the UNet on fp16 weights cast in-graph
   };
   const opts = { batch: n, height: h, width: w, timestepDType: "int64" as const };
 
-  const ck = await openCheckpoint(fp16Path, TINY_OPTIONS);
+  // fp32Cache: false keeps the 16-bit tensors in place (the default on CPU converts them once into a float32 cache).
+  const ck = await openCheckpoint(fp16Path, { ...TINY_OPTIONS, fp32Cache: false });
   const built = buildUNetGraph(ck.unet, ck.weights.unet, opts);
   assert.ok(built.graph.initializers.some((v) => v.dtype === "float16" && v.tensor && "path" in v.tensor));
   const fromFp16File = await runOnce(built.graph, feeds);

@@ -185,7 +185,10 @@ test("generate --help documents the flags; a bad size fails with one line", () =
     "1",
   ]);
   assert.equal(bad.code, 1);
-  assert.match(bad.stderr.trim(), /^error: width must be a positive multiple of 8, got 60$/);
+  assert.match(
+    bad.stderr.trim(),
+    /^error: width must be a positive multiple of 32 for this model \(.*\), got 60$/,
+  );
 });
 
 test("engine eval: text encoder and the UNet LoRA loss/gradients match the reference", async () => {

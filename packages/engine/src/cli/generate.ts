@@ -26,6 +26,7 @@ interface GenerateFlags {
   height: number;
   seed: number;
   batch: number;
+  clipSkip: number;
   output: string;
   initLatents?: string;
   loraMode: "adapters" | "baked";
@@ -84,6 +85,7 @@ export async function runGenerate(prompt: string, f: GenerateFlags): Promise<voi
       height: f.height,
       seed,
       batch: f.batch,
+      clipSkip: f.clipSkip,
       initLatents,
       onStep: (i, total) => progress.update(i + 1, total),
     });
@@ -110,6 +112,7 @@ export async function runGenerate(prompt: string, f: GenerateFlags): Promise<voi
         seed,
         seeds: r.seeds,
         batch: r.batch,
+        clipSkip: r.clipSkip,
         initLatents: f.initLatents ? resolve(f.initLatents) : null,
         loraMode: f.loraMode,
         loras: rendered.loras.loras,
@@ -169,6 +172,12 @@ export function generateCommand(name = "generate"): Command {
       -1,
     )
     .option("--batch <n>", "images per run", intOption("--batch", 1), 1)
+    .option(
+      "--clip-skip <n>",
+      'A1111 "Clip skip": 1 = last text-encoder layer, 2 = penultimate (then final layer norm), ...',
+      intOption("--clip-skip", 1),
+      1,
+    )
     .option("-o, --output <file>", "PNG path; with --batch > 1: <stem>-<i>.png", "out.png")
     .option(
       "--init-latents <file>",
@@ -192,7 +201,7 @@ export function generateCommand(name = "generate"): Command {
 The PNG's "parameters" text chunk holds the WebUI infotext (readable by the WebUI's PNG Info tab):
   <prompt>
   Negative prompt: <negative>
-  Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, Model hash: <AutoV2>, Model: <name>, Lora hashes: "name: hash"
+  Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, Model hash: <AutoV2>, Model: <name>, Clip skip: 2, Lora hashes: "name: hash"
 A progress bar is drawn on stderr when it is a terminal.`,
     )
     .action(async (prompt: string, flags: GenerateFlags) => {

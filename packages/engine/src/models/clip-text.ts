@@ -7,12 +7,19 @@
  * layer -clipSkip with clip skip) and `pooler_output` [B, hidden] (final hidden state at the first occurrence of
  * the highest token id, i.e. the end-of-text token, as transformers does for eos_token_id 2 configs).
  */
+import { checkpoint } from "../autodiff/marks.ts";
 import { attr, GraphBuilder } from "../graph/builder.ts";
 import type { Value } from "../graph/ir.ts";
 import { add, cast, gather, gelu, reshape } from "../graph/ops/index.ts";
 import { scaledDotProductAttention } from "../nn/attention.ts";
 import { layerNorm, linear, quickGelu } from "../nn/layers.ts";
-import { type BuiltGraph, type LoraTargets, ModuleContext, type WeightSource } from "../nn/module.ts";
+import {
+  type BuiltGraph,
+  type ComputeDType,
+  type LoraTargets,
+  ModuleContext,
+  type WeightSource,
+} from "../nn/module.ts";
 import type { ClipTextConfig } from "./configs.ts";
 
 export interface ClipTextGraphOptions {
@@ -24,9 +31,14 @@ export interface ClipTextGraphOptions {
   lora?: LoraTargets;
   /** Also output `hidden_states.<i>` (embeddings = 0, then each layer, before the final norm). */
   hiddenStates?: boolean;
+  /** Dtype the layers compute in (default "float32"); "float16" for GPUs: outputs stay float32 (nn/module.ts). */
+  computeDType?: ComputeDType;
 }
 
-/** The additive causal mask [1, 1, S, S]: 0 on and below the diagonal, float32 min above (as transformers). */
+/**
+ * The additive causal mask [1, 1, S, S]: 0 on and below the diagonal, float32 min above (as transformers).
+ * float32 in fp16 graphs too: attention adds it to float32 scores (nn/attention.ts).
+ */
 function causalMask(b: GraphBuilder, s: number): Value {
   const data = new Float32Array(s * s);
   const min = -3.4028234663852886e38;
@@ -57,20 +69,33 @@ function encoderLayer(ctx: ModuleContext, x: Value, cfg: ClipTextConfig, mask: V
   return add(mid, m);
 }
 
-export function buildClipTextGraph(
+export interface ClipTextEncoderOptions {
+  /** See ClipTextGraphOptions.clipSkip. */
+  clipSkip?: number;
+  /** Output `hidden_states.<i>` (see ClipTextGraphOptions.hiddenStates). */
+  hiddenStates?: boolean;
+  /** Mark each encoder layer as a checkpoint() segment (recomputed in the backward pass of a training graph). */
+  gradientCheckpointing?: boolean;
+}
+
+/**
+ * The text_model of CLIPTextModel on `ids` ([B, S] int64) inside `ctx`'s graph, returning the final_layer_norm
+ * output [B, S, hidden] (in ctx's compute dtype: fp16 in an fp16 context) and adding no graph outputs (except hidden_states with that option), so a larger graph
+ * (a joint text-encoder + UNet training step) can build the encoder into its own builder and LoRA context.
+ */
+export function clipTextEncoder(
+  ctx: ModuleContext,
+  ids: Value,
   cfg: ClipTextConfig,
-  weights: WeightSource,
-  o: ClipTextGraphOptions,
-): BuiltGraph {
-  const seq = o.seqLen ?? cfg.max_position_embeddings;
+  o: ClipTextEncoderOptions = {},
+): Value {
+  const b = ctx.b;
+  const seq = ids.shape[1];
   const clipSkip = o.clipSkip ?? 1;
   if (clipSkip < 1 || clipSkip > cfg.num_hidden_layers)
     throw new Error(`clipSkip ${clipSkip} must be in 1..${cfg.num_hidden_layers}`);
-  const b = new GraphBuilder("clip_text_model");
-  const ctx = new ModuleContext(b, weights, o.lora);
-  const ids = b.input("input_ids", "int64", [o.batch, seq]);
   const d = cfg.hidden_size;
-  const out = b.scope("text_model", () => {
+  return b.scope("text_model", () => {
     let x = b.scope("embeddings", () => {
       const tok = b.scope("token_embedding", () => ctx.param("weight", [cfg.vocab_size, d]));
       const pos = b.scope("position_embedding", () => ctx.param("weight", [cfg.max_position_embeddings, d]));
@@ -79,13 +104,29 @@ export function buildClipTextGraph(
     });
     const mask = causalMask(b, seq);
     const used = cfg.num_hidden_layers - (clipSkip - 1);
-    if (o.hiddenStates) b.output(x, "hidden_states.0");
+    if (o.hiddenStates) b.output(ctx.toFloat32(x), "hidden_states.0");
     for (let i = 0; i < used; i++) {
-      x = b.scope(`encoder.layers.${i}`, () => encoderLayer(ctx, x, cfg, mask));
-      if (o.hiddenStates) b.output(x, `hidden_states.${i + 1}`);
+      const layer = () => b.scope(`encoder.layers.${i}`, () => encoderLayer(ctx, x, cfg, mask));
+      x = o.gradientCheckpointing ? checkpoint(b, layer) : layer();
+      if (o.hiddenStates) b.output(ctx.toFloat32(x), `hidden_states.${i + 1}`);
     }
     return b.scope("final_layer_norm", () => layerNorm(ctx, x, cfg.layer_norm_eps));
   });
+}
+
+export function buildClipTextGraph(
+  cfg: ClipTextConfig,
+  weights: WeightSource,
+  o: ClipTextGraphOptions,
+): BuiltGraph {
+  const seq = o.seqLen ?? cfg.max_position_embeddings;
+  const b = new GraphBuilder("clip_text_model");
+  const ctx = new ModuleContext(b, weights, o.lora, o.computeDType);
+  const ids = b.input("input_ids", "int64", [o.batch, seq]);
+  const d = cfg.hidden_size;
+  const out = ctx.toFloat32(
+    clipTextEncoder(ctx, ids, cfg, { clipSkip: o.clipSkip, hiddenStates: o.hiddenStates }),
+  );
   b.output(out, "out");
   // Pooled output at argmax(input_ids): ids < 2^24 are exact in float32, which ArgMax handles on every provider.
   const [eosPos] = b.addNode("ArgMax", [cast(ids, "float32")], { axis: attr.int(1), keepdims: attr.int(0) }, [

@@ -5,6 +5,7 @@ import { builderOf } from "../graph/builder.ts";
 import type { Value } from "../graph/ir.ts";
 import {
   add,
+  cast,
   concat,
   cos,
   exp,
@@ -29,16 +30,29 @@ function splitHeads(x: Value, heads: number): Value {
 
 /**
  * softmax(q k^T * scale + mask) v over heads; q [B, Sq, H*D], k/v [B, Sk, H*D]; returns [B, Sq, H*D].
- * `mask` (additive) broadcasts to [B, H, Sq, Sk].
+ * `mask` (additive, float32) broadcasts to [B, H, Sq, Sk].
+ *
+ * fp16 q/k/v: q is scaled BEFORE the fp16 matmul (scores then stay sqrt(D) times smaller, far from fp16's 65504
+ * limit), and the scores are cast to float32 for the mask and the softmax (exp and the row sums are where fp16
+ * loses most; the float32 mask's -3.4e38 would also be -inf in fp16); the probabilities go back to fp16 for the
+ * matmul with v. float32 inputs keep the original order of operations (bit-identical to before).
  */
 export function scaledDotProductAttention(q: Value, k: Value, v: Value, heads: number, mask?: Value): Value {
   const [bsz, sq, inner] = q.shape;
   const scale = 1 / Math.sqrt(inner / heads);
   const [, sk] = k.shape;
   const kT = transpose(reshape(k, [bsz, sk, heads, inner / heads]), [0, 2, 3, 1]);
-  let scores = mul(matmul(splitHeads(q, heads), kT), scale);
-  if (mask) scores = add(scores, mask);
-  const out = matmul(softmax(scores, -1), splitHeads(v, heads));
+  let probs: Value;
+  if (q.dtype === "float16") {
+    let scores = cast(matmul(mul(splitHeads(q, heads), scale), kT), "float32");
+    if (mask) scores = add(scores, mask);
+    probs = cast(softmax(scores, -1), "float16");
+  } else {
+    let scores = mul(matmul(splitHeads(q, heads), kT), scale);
+    if (mask) scores = add(scores, mask);
+    probs = softmax(scores, -1);
+  }
+  const out = matmul(probs, splitHeads(v, heads));
   return reshape(transpose(out, [0, 2, 1, 3]), [bsz, sq, inner]);
 }
 
@@ -82,7 +96,8 @@ export function gegluFeedForward(ctx: ModuleContext, x: Value, dim: number, mult
 /**
  * diffusers get_timestep_embedding: [B] timesteps -> [B, dim] sinusoids. The frequencies are computed the way
  * torch does in float32 (exponent = -ln(max_period) * i / (half - shift), rounded to float32 at each step) and
- * exponentiated inside the graph, so the embedding matches the reference to float32 rounding.
+ * exponentiated inside the graph, so the embedding matches the reference to float32 rounding. Always float32
+ * (timesteps up to 1000 times frequencies need more than fp16's 11 bits); an fp16 model casts the result.
  */
 export function timestepEmbedding(
   t: Value,

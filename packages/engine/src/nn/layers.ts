@@ -5,11 +5,14 @@
 
 import { groupNorm as groupNormOp } from "../autodiff/group-norm.ts";
 import type { Value } from "../graph/ir.ts";
-import { conv, gemm, layerNormalization, mul, reshape, sigmoid } from "../graph/ops/index.ts";
+import { cast, conv, gemm, layerNormalization, mul, reshape, sigmoid } from "../graph/ops/index.ts";
 import { withLora } from "./lora.ts";
 import type { ModuleContext } from "./module.ts";
 
-/** nn.Linear on [..., in] (weight [out, in] used through Gemm transB, never transposed), LoRA-aware. */
+/**
+ * nn.Linear on [..., in] (weight [out, in] used through Gemm transB, never transposed), LoRA-aware. `x` and the
+ * parameters are in the compute dtype (fp16 Gemm in an fp16 graph).
+ */
 export function linear(ctx: ModuleContext, x: Value, inF: number, outF: number, bias = true): Value {
   const w = ctx.param("weight", [outF, inF]);
   const bv = bias ? ctx.param("bias", [outF]) : undefined;
@@ -48,21 +51,38 @@ export function conv2d(ctx: ModuleContext, x: Value, inC: number, outC: number, 
 }
 
 /**
+ * Runs a normalization in float32 and returns its result in x's dtype: in an fp16 graph, the mean and variance
+ * over thousands of fp16 values lose precision (and x^2 overflows fp16 past 256), so norms are computed on a
+ * float32 copy with float32 affine parameters, as torch autocast does for group_norm / layer_norm.
+ */
+function inFloat32(x: Value, fn: (x32: Value) => Value): Value {
+  return x.dtype === "float16" ? cast(fn(cast(x, "float32")), "float16") : fn(x);
+}
+
+/**
  * nn.GroupNorm of the current module (weight/bias [C]); the computation is autodiff's groupNorm (InstanceNorm on
- * a [N, G, -1] view + per-channel affine, PyTorch semantics, differentiable).
+ * a [N, G, -1] view + per-channel affine, PyTorch semantics, differentiable). float32 inside an fp16 graph.
  */
 export function groupNorm(ctx: ModuleContext, x: Value, groups: number, eps: number): Value {
   const c = x.shape[1];
-  return groupNormOp(x, groups, ctx.param("weight", [c]), ctx.param("bias", [c]), { epsilon: eps });
+  return inFloat32(x, (x32) =>
+    groupNormOp(x32, groups, ctx.param("weight", [c], "float32"), ctx.param("bias", [c], "float32"), {
+      epsilon: eps,
+    }),
+  );
 }
 
-/** nn.LayerNorm over the last axis. */
+/** nn.LayerNorm over the last axis; float32 inside an fp16 graph. */
 export function layerNorm(ctx: ModuleContext, x: Value, eps: number): Value {
   const d = x.shape[x.shape.length - 1];
-  return layerNormalization(x, ctx.param("weight", [d]), ctx.param("bias", [d]), {
-    axis: -1,
-    epsilon: eps,
-  })[0];
+  return inFloat32(
+    x,
+    (x32) =>
+      layerNormalization(x32, ctx.param("weight", [d], "float32"), ctx.param("bias", [d], "float32"), {
+        axis: -1,
+        epsilon: eps,
+      })[0],
+  );
 }
 
 export const silu = (x: Value): Value => mul(x, sigmoid(x));

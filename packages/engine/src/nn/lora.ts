@@ -10,7 +10,7 @@
  * `state_in.lora.<component>.<path>.down|up` (see loraInputNames).
  */
 import type { Value } from "../graph/ir.ts";
-import { add, conv, matmul, mul, transpose } from "../graph/ops/index.ts";
+import { add, cast, conv, matmul, mul, transpose } from "../graph/ops/index.ts";
 import type { ModuleContext } from "./module.ts";
 
 export interface LoraInputNames {
@@ -41,27 +41,40 @@ export type LoraLayer =
       pads: number[];
     };
 
-/** `y` plus the module's LoRA branch applied to `x` (the layer's input), or `y` unchanged without a LoRA. */
+/**
+ * `y` plus the module's LoRA branch applied to `x` (the layer's input), or `y` unchanged without a LoRA.
+ *
+ * In an fp16 graph the float32 down/up inputs (master weights) are cast to fp16 inside the graph, so gradients
+ * come back through the Cast as float32. The scale is folded into `up` in float32 before that cast
+ * (up * scale is a tiny [out, r] tensor) rather than multiplied onto the fp16 branch output: the scale costs no
+ * per-activation kernel and no extra fp16 rounding, and the gradient of `up` is scaled in float32 too.
+ */
 export function withLora(ctx: ModuleContext, x: Value, y: Value, layer: LoraLayer): Value {
   const rank = ctx.loraRank();
   if (rank <= 0 || !ctx.lora) return y;
   const names = loraInputNames(ctx.lora.component, ctx.path, ctx.lora.trainable);
   const b = ctx.b;
   const scale = b.input(names.scale, "float32", []);
+  const half = x.dtype === "float16";
   let branch: Value;
   let down: Value;
   let up: Value;
   if (layer.kind === "linear") {
     down = b.input(names.down, "float32", [rank, layer.inFeatures]);
     up = b.input(names.up, "float32", [layer.outFeatures, rank]);
-    // Inputs (not initializers) may be transposed: x [.., in] @ down^T [in, r] @ up^T [r, out].
-    branch = matmul(matmul(x, transpose(down, [1, 0])), transpose(up, [1, 0]));
   } else {
     down = b.input(names.down, "float32", [rank, layer.inChannels, layer.kernel, layer.kernel]);
     up = b.input(names.up, "float32", [layer.outChannels, rank, 1, 1]);
-    const s = layer.stride;
-    branch = conv(conv(x, down, undefined, { strides: [s, s], pads: layer.pads }), up);
   }
   ctx.loraInputs.push({ path: ctx.path, down, up, scale });
-  return add(y, mul(branch, scale));
+  const downC = half ? cast(down, "float16") : down;
+  const upC = half ? cast(mul(up, scale), "float16") : up;
+  if (layer.kind === "linear") {
+    // Inputs (not initializers) may be transposed: x [.., in] @ down^T [in, r] @ up^T [r, out].
+    branch = matmul(matmul(x, transpose(downC, [1, 0])), transpose(upC, [1, 0]));
+  } else {
+    const s = layer.stride;
+    branch = conv(conv(x, downC, undefined, { strides: [s, s], pads: layer.pads }), upC);
+  }
+  return add(y, half ? branch : mul(branch, scale));
 }

@@ -7,7 +7,7 @@
  * initializer names equal the diffusers state-dict keys and LoRA graph inputs get their names for free.
  */
 import type { GraphBuilder } from "../graph/builder.ts";
-import type { Graph, TensorSource, Value } from "../graph/ir.ts";
+import type { DType, Graph, TensorSource, Value } from "../graph/ir.ts";
 import { formatShape } from "../graph/ir.ts";
 import { cast } from "../graph/ops/index.ts";
 
@@ -36,6 +36,14 @@ export interface LoraTargets {
   trainable?: boolean;
 }
 
+/**
+ * The dtype the model's layers compute in. "float16" is mixed precision for GPUs (CUDA has fp16 kernels for every
+ * op the models use): weights and activations in fp16, while norms, softmax and the timestep sinusoids run in
+ * float32 (see layers.ts / attention.ts) and graph inputs/outputs stay float32. On CPU, ORT runs fp16 graphs
+ * through inserted Casts (slower, more memory): use "float32" there.
+ */
+export type ComputeDType = "float32" | "float16";
+
 export class ModelBuildError extends Error {
   constructor(
     readonly key: string,
@@ -54,6 +62,7 @@ export class ModuleContext {
     readonly b: GraphBuilder,
     readonly weights: WeightSource,
     readonly lora?: LoraTargets,
+    readonly computeDType: ComputeDType = "float32",
   ) {}
 
   /** The current module path ("" at the root). */
@@ -61,17 +70,38 @@ export class ModuleContext {
     return this.b.scopePath;
   }
 
-  /** A parameter of the current module; 16-bit floats (fp16/bf16 checkpoints) are cast to float32 in the graph. */
-  param(name: string, shape: readonly number[]): Value {
+  /**
+   * A parameter of the current module in `dtype` (default: the compute dtype). A stored tensor of another 16/32-bit
+   * float dtype is cast in the graph (an fp16 checkpoint in an fp16 graph needs no cast; ORT folds the Cast of an
+   * fp32 initializer once at load). float64 weights (float64 test graphs) stay float64 in float32 mode.
+   */
+  param(name: string, shape: readonly number[], dtype: ComputeDType = this.computeDType): Value {
     const key = this.path === "" ? name : `${this.path}.${name}`;
     const inputName = this.weights.graphInput?.(key, shape);
-    if (inputName !== undefined) return this.b.input(inputName, "float32", shape);
+    if (inputName !== undefined) return this.as(this.b.input(inputName, "float32", shape), dtype);
     const src = this.weights.tensor(key, shape);
     if (src.shape.length !== shape.length || src.shape.some((d, i) => d !== shape[i])) {
       throw new ModelBuildError(key, `expected shape ${formatShape(shape)}, got ${formatShape(src.shape)}`);
     }
     const v = this.b.initializer(name, src);
-    return v.dtype === "float16" || v.dtype === "bfloat16" ? cast(v, "float32") : v;
+    return v.dtype === "float64" && dtype === "float32" ? v : this.as(v, dtype);
+  }
+
+  /** A float32 `x` in the compute dtype: graph inputs enter the model's fp16 part through this Cast. */
+  toCompute(x: Value): Value {
+    return x.dtype === "float32" ? this.as(x, this.computeDType) : x;
+  }
+
+  /**
+   * A 16-bit `x` as float32 (model outputs, and the parts an fp16 graph computes in float32); float32/float64
+   * values pass unchanged.
+   */
+  toFloat32(x: Value): Value {
+    return x.dtype === "float16" || x.dtype === "bfloat16" ? this.as(x, "float32") : x;
+  }
+
+  private as(x: Value, dtype: DType): Value {
+    return x.dtype === dtype ? x : cast(x, dtype);
   }
 
   /** LoRA rank of the current module, 0 when it has none. */

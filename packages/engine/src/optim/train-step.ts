@@ -19,9 +19,15 @@
  *
  * Guard semantics: with accumulationSteps = k > 1, a non-finite micro-batch is dropped (not added to the
  * accumulators); every k-th micro-step applies the mean of what was accumulated (sum / k) and resets them.
+ *
+ * Loss scaling (`lossScaling`, for fp16 compute, see loss-scale.ts): gradients are taken of loss x S and
+ * multiplied by 1/S in float32 before the guard, so accumulators, clipping, `grad_norm` and the optimizer see true
+ * gradients. With dynamic scaling an extra output `overflow` (bool) marks a skipped step whose gradients were
+ * non-finite at a finite loss (S is backed off, nothing else changes); `nonfinite` then means only what stays
+ * fatal: a non-finite loss, or non-finite gradients although S <= 1 (not an fp16 overflow).
  */
 
-import { isInfOp, isNaNOp, mod, not, or, sum } from "../autodiff/extra-ops.ts";
+import { and, isInfOp, isNaNOp, mod, not, or, sum } from "../autodiff/extra-ops.ts";
 import { CHECKPOINT_DISABLED_OPTIMIZERS, grad } from "../autodiff/grad.ts";
 import { checkpointSegments } from "../autodiff/marks.ts";
 import type { GraphBuilder } from "../graph/builder.ts";
@@ -33,6 +39,7 @@ import {
   concat,
   div,
   equal,
+  greater,
   min,
   mul,
   reduceSum,
@@ -43,6 +50,7 @@ import {
 } from "../graph/ops/index.ts";
 import { type HostTensor, zeros } from "../runtime/tensor.ts";
 import { STATE_IN, STATE_OUT } from "../runtime/train-step.ts";
+import { type LossScaling, lossScaleGraph, unscale } from "./loss-scale.ts";
 import { applyOptimizer, type OptimizerConfig, optimizerSlots } from "./optimizers.ts";
 
 export const STEP_STATE = "optimizer.step";
@@ -69,6 +77,8 @@ export interface TrainStepSpec {
   accumulationSteps?: number;
   /** Recompute checkpoint() segments in the backward pass (default true). */
   checkpointing?: boolean;
+  /** Loss scaling for fp16 compute graphs (loss-scale.ts); none by default. */
+  lossScaling?: LossScaling;
 }
 
 export interface StateSpec {
@@ -76,15 +86,16 @@ export interface StateSpec {
   name: string;
   dtype: DType;
   shape: number[];
-  /** "param": the caller's initial parameter values; "zeros": starts at zero. */
-  init: "param" | "zeros";
+  /** "param": the caller's initial parameter values; "zeros": starts at zero; "value": every element `value`. */
+  init: "param" | "zeros" | "value";
+  value?: number;
 }
 
 export interface TrainStepGraph {
   state: StateSpec[];
   /** Learning-rate input per group name (the default group of `params` is "default" -> "lr"). */
   lrInputs: Record<string, string>;
-  outputs: { loss: string; gradNorm: string; nonfinite: string; applied?: string };
+  outputs: { loss: string; gradNorm: string; nonfinite: string; applied?: string; overflow?: string };
   /** ORT optimizers the session must disable (non-empty when checkpoint segments are recomputed). */
   disabledOptimizers: string[];
 }
@@ -134,16 +145,25 @@ export function appendTrainStep(b: GraphBuilder, spec: TrainStepSpec): TrainStep
   const slotName = (group: string, slot: string) =>
     single ? `optimizer.${slot}` : `optimizer.${group}.${slot}`;
 
-  const grads = grad(b, spec.loss, all, { checkpointing: spec.checkpointing });
+  const lossF32 = spec.loss.dtype === "float32" ? spec.loss : cast(spec.loss, "float32");
+  const scaling = spec.lossScaling
+    ? lossScaleGraph(b, spec.lossScaling, (name, init) => {
+        state.push({ name, dtype: "float32", shape: [], init: "value", value: init });
+        return b.input(STATE_IN + name, "float32", []);
+      })
+    : undefined;
+  const scaledLoss = scaling ? mul(lossF32, scaling.scale) : spec.loss;
+  const rawGrads = grad(b, scaledLoss, all, { checkpointing: spec.checkpointing });
   return b.scope("optimizer", () => {
+    const grads = scaling ? rawGrads.map((g) => unscale(g, scaling.scale)) : rawGrads;
     const stepIn = stateIn(STEP_STATE, "float32", []);
-    const lossF32 = spec.loss.dtype === "float32" ? spec.loss : cast(spec.loss, "float32");
     const starts = groups.map((_, i) => groups.slice(0, i).reduce((s, g) => s + g.params.length, 0));
     const flatGrads = groups.map((g, i) => flat(grads.slice(starts[i], starts[i] + g.params.length)));
     const sumSq = (vs: Value[]) => sum(vs.map((v) => reduceSum(mul(v, v), undefined, false)));
     const microSq = sumSq(flatGrads);
-    const finite = not(or(or(isNaNOp(microSq), isInfOp(microSq)), or(isNaNOp(lossF32), isInfOp(lossF32))));
-    const finiteScalar = reshape(finite, []);
+    const gradsBad = reshape(or(isNaNOp(microSq), isInfOp(microSq)), []);
+    const lossBad = reshape(or(isNaNOp(lossF32), isInfOp(lossF32)), []);
+    const finiteScalar = not(or(gradsBad, lossBad));
 
     let effective = flatGrads;
     let apply: Value | undefined;
@@ -197,7 +217,16 @@ export function appendTrainStep(b: GraphBuilder, spec: TrainStepSpec): TrainStep
     emit(STEP_STATE, where(commit, t, stepIn));
     b.output(lossF32, "loss");
     b.output(norm, "grad_norm");
-    b.output(not(finiteScalar), "nonfinite");
+    const dynamic = spec.lossScaling?.kind === "dynamic" && scaling !== undefined;
+    if (dynamic) {
+      scaling.update(finiteScalar, apply ? and(apply, finiteScalar) : finiteScalar, emit);
+      const overflow = and(gradsBad, not(lossBad));
+      b.output(overflow, "overflow");
+      b.output(or(lossBad, and(gradsBad, not(greater(scaling.scale, 1)))), "nonfinite");
+    } else {
+      scaling?.update(finiteScalar, finiteScalar, emit);
+      b.output(not(finiteScalar), "nonfinite");
+    }
     if (apply) b.output(apply, "applied");
     const recomputes = spec.checkpointing !== false && checkpointSegments(b).length > 0;
     return {
@@ -208,6 +237,7 @@ export function appendTrainStep(b: GraphBuilder, spec: TrainStepSpec): TrainStep
         gradNorm: "grad_norm",
         nonfinite: "nonfinite",
         applied: apply ? "applied" : undefined,
+        overflow: dynamic ? "overflow" : undefined,
       },
       disabledOptimizers: recomputes ? [...CHECKPOINT_DISABLED_OPTIMIZERS] : [],
     };
@@ -226,6 +256,12 @@ export function initialTrainState(
   for (const s of graph.state) {
     if (s.init === "zeros") {
       out.set(s.name, zeros(s.dtype, s.shape));
+      continue;
+    }
+    if (s.init === "value") {
+      const t = zeros(s.dtype, s.shape);
+      (t.data as Float32Array).fill(s.value ?? 0);
+      out.set(s.name, t);
       continue;
     }
     const data = params.get(s.name);

@@ -1,8 +1,14 @@
 /**
  * From a WebUI-style prompt (with `<lora:...>` tokens) to PNG files carrying the WebUI infotext: resolves and
  * stacks the LoRAs, applies them to the pipeline, generates, and encodes each image with its `parameters` chunk.
- * Used by the `generate` CLI and by the trainer's sample images.
+ * Used by the `generate` CLI, the service's txt2img jobs and the trainer's sample images.
+ *
+ * Negative prompt: AUTOMATIC1111 parses extra networks from the positive prompts only
+ * (StableDiffusionProcessing.parse_extra_network_prompts touches `self.prompts`; setup_conds hands
+ * `self.negative_prompts` to the text encoder as written), so a `<lora:...>` in the negative prompt applies no
+ * LoRA and is encoded as plain text. We do the same, and say so in a warning instead of silently.
  */
+import { parsePrompt } from "@lora-studio/prompt-lora";
 import { createInfotext } from "./infotext.ts";
 import { lorasFromPrompt, type PromptLoras } from "./lora-prompt.ts";
 import { encodePng, toRgb8 } from "./png.ts";
@@ -38,6 +44,12 @@ export async function renderPrompt(pipe: Txt2ImgPipeline, o: RenderOptions): Pro
     strict: o.strictLoras,
   });
   await pipe.setLoras(loras.stack, o.loraMode ?? "adapters");
+  const neg = parsePrompt(o.negative ?? "");
+  const ignored = [...neg.networks, ...neg.errors, ...neg.unknown].map((n) => n.token);
+  if (ignored.length > 0)
+    loras.warnings.push(
+      `negative prompt: ${ignored.join(" ")} not applied (extra networks are read from the positive prompt only, as in A1111; the text is encoded as written)`,
+    );
   const result = await pipe.generate({ ...o, prompt: loras.prompt });
   const modelHash = await pipe.model.modelHash();
   const images: RenderedImage[] = [];
@@ -51,6 +63,7 @@ export async function renderPrompt(pipe: Txt2ImgPipeline, o: RenderOptions): Pro
       seed: result.seeds[i],
       width: result.width,
       height: result.height,
+      clipSkip: result.clipSkip,
       modelHash,
       modelName: pipe.model.modelName,
       loraHashes: loras.loras.map((l) => ({ name: l.name, hash: l.shortHash })),

@@ -1,8 +1,8 @@
 /**
  * Sample images during training: every prompt of a kohya sample-prompt file rendered with the adapter being
  * trained (fed as adapter inputs, so the sessions are reused from one save to the next), then one grid PNG with
- * the prompts as captions. Prompt options override `defaults`; sizes are rounded down to multiples of 8 as
- * kohya does (to multiples of 64 there; 8 is what the graphs need).
+ * the prompts as captions. Prompt options override `defaults`; sizes are rounded down to the model's size
+ * multiple (Txt2ImgPipeline.sizeMultiple: 64 for SD1.5, as kohya rounds; at least one multiple).
  */
 import type { Adapter } from "@lora-studio/prompt-lora";
 import { type GridCell, writeGrid } from "./grid.ts";
@@ -45,8 +45,9 @@ export async function renderSamples(
   if (o.adapter !== undefined) await pipe.setLoras(o.adapter);
   const samples: RenderedSample[] = [];
   for (const p of prompts) {
-    const width = Math.floor((p.width ?? d.width ?? 512) / 8) * 8;
-    const height = Math.floor((p.height ?? d.height ?? 512) / 8) * 8;
+    const m = pipe.sizeMultiple;
+    const width = Math.max(m, Math.floor((p.width ?? d.width ?? 512) / m) * m);
+    const height = Math.max(m, Math.floor((p.height ?? d.height ?? 512) / m) * m);
     const seed = p.seed ?? d.seed ?? Math.floor(Math.random() * 2 ** 32);
     const negative = p.negative ?? d.negative ?? "";
     const r = await pipe.generate({

@@ -7,17 +7,18 @@
  * text encoder as graph inputs (adapter-inputs.ts); `bake()` instead builds separate sessions on patched weights.
  */
 import { existsSync } from "node:fs";
-import { basename, extname, join } from "node:path";
+import { basename, dirname, extname, join } from "node:path";
 import type { Adapter, ModuleSpec } from "@lora-studio/prompt-lora";
 import { hashFile } from "@lora-studio/prompt-lora";
 import type { Graph } from "../graph/ir.ts";
 import { buildClipTextGraph } from "../models/clip-text.ts";
 import { type Checkpoint, type OpenCheckpointOptions, openCheckpoint } from "../models/loader/checkpoint.ts";
+import { fp32CacheForProvider } from "../models/loader/fp32-cache.ts";
 import { architectureFor } from "../models/loader/original-keys.ts";
 import { kohyaLoraTargets } from "../models/lora-targets.ts";
 import { buildUNetGraph } from "../models/unet/unet.ts";
 import { buildVaeDecoderGraph, buildVaeEncoderGraph } from "../models/vae/autoencoder-kl.ts";
-import type { WeightSource } from "../nn/module.ts";
+import type { ComputeDType, WeightSource } from "../nn/module.ts";
 import type { ExecutionProviderChoice } from "../runtime/providers.ts";
 import { Session } from "../runtime/session.ts";
 import { WorkerSession } from "../runtime/worker-session.ts";
@@ -43,6 +44,11 @@ export interface SdModelOptions {
   worker?: boolean;
   /** Session messages (provider fallback, weight copies). Default: console.warn. */
   onMessage?: (message: string) => void;
+  /**
+   * Arithmetic precision of the text encoder and UNet ("float16" halves activation memory on GPUs; norms and
+   * softmax stay fp32). The VAE always runs in fp32: its decoder overflows fp16 on real checkpoints. Default fp32.
+   */
+  computeDType?: ComputeDType;
 }
 
 export type Component = "text_encoder" | "unet" | "vae_encoder" | "vae_decoder";
@@ -54,6 +60,8 @@ export interface SessionShape {
   width?: number;
   /** Text length (77 x chunks) for the UNet's encoder_hidden_states. */
   seqLen?: number;
+  /** Text encoder only: A1111's "Clip skip" (1 = last layer; 2 = penultimate layer, then final_layer_norm). */
+  clipSkip?: number;
 }
 
 /** Which weights a session's LoRA modules use: adapter inputs (with a capacity) or a baked stack. */
@@ -101,9 +109,11 @@ export class SdModel {
   }
 
   static async open(options: SdModelOptions): Promise<SdModel> {
-    const ck = await openCheckpoint(options.model, options.checkpoint);
+    // 16-bit checkpoints: a float32 weight cache on cpu/auto, the 16-bit weights in place on GPU providers.
+    const fp32Cache = fp32CacheForProvider(options.executionProvider, options.onMessage);
+    const ck = await openCheckpoint(options.model, { fp32Cache, ...options.checkpoint });
     try {
-      const tokDir = options.tokenizer ?? (ck.layout === "diffusers" ? ck.path : undefined);
+      const tokDir = options.tokenizer ?? findTokenizerDir(ck.path, ck.layout === "diffusers");
       const tokenizer = tokDir ? await ClipTokenizer.fromDirectory(tokDir) : undefined;
       const schedPath = join(ck.path, "scheduler", "scheduler_config.json");
       const config =
@@ -193,7 +203,9 @@ export class SdModel {
       case "text_encoder":
         return buildClipTextGraph(ck.textEncoder, this.weightsFor("te", mode), {
           batch: shape.batch,
+          clipSkip: shape.clipSkip,
           lora: adapters && { component: "te", ranks: adapters },
+          computeDType: this.options.computeDType,
         }).graph;
       case "unet":
         return buildUNetGraph(ck.unet, this.weightsFor("unet", mode), {
@@ -202,6 +214,7 @@ export class SdModel {
           width: need(shape.width, "width"),
           seqLen: shape.seqLen ?? 77,
           lora: adapters && { component: "unet", ranks: adapters },
+          computeDType: this.options.computeDType,
         }).graph;
       case "vae_decoder":
         return buildVaeDecoderGraph(ck.vae, ck.weights.vae, {
@@ -225,7 +238,8 @@ export class SdModel {
     mode: WeightMode = { kind: "adapters" },
   ): Promise<ModelSession> {
     const m = mode.kind === "adapters" ? `a:${capacityKey(mode.capacity)}` : `b:${mode.id}`;
-    const key = `${component}|${shape.batch}|${shape.height ?? 0}x${shape.width ?? 0}|${shape.seqLen ?? 0}|${m}`;
+    const skip = component === "text_encoder" && (shape.clipSkip ?? 1) > 1 ? `|skip${shape.clipSkip}` : "";
+    const key = `${component}|${shape.batch}|${shape.height ?? 0}x${shape.width ?? 0}|${shape.seqLen ?? 0}${skip}|${m}`;
     let s = this.sessions.get(key);
     if (!s) {
       s = this.create(this.build(component, shape, mode));
@@ -261,6 +275,25 @@ export class SdModel {
     for (const s of all) await (await s.catch(() => undefined))?.release();
     await this.checkpoint.close();
   }
+}
+
+/**
+ * Where a checkpoint's CLIP tokenizer files are: the diffusers folder itself, else (a single file carries none)
+ * $LORA_STUDIO_CLIP_TOKENIZER, then `tokenizer/` or `clip-tokenizer/` next to the file (the trainer's order,
+ * so a model the trainer opens also opens here, e.g. the demo base). Undefined when none is found.
+ */
+export function findTokenizerDir(modelPath: string, diffusers: boolean): string | undefined {
+  if (diffusers) return modelPath;
+  const candidates = [
+    process.env.LORA_STUDIO_CLIP_TOKENIZER,
+    join(dirname(modelPath), "tokenizer"),
+    join(dirname(modelPath), "clip-tokenizer"),
+  ];
+  for (const c of candidates) {
+    if (!c) continue;
+    if (existsSync(join(c, "vocab.json")) || existsSync(join(c, "tokenizer", "vocab.json"))) return c;
+  }
+  return undefined;
 }
 
 function need(v: number | undefined, what: string): number {

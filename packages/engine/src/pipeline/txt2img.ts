@@ -35,6 +35,11 @@ export interface Txt2ImgOptions {
   /** Unit-variance initial noise [batch, 4, h, w] instead of the seed's (ancestral noise still from seed). */
   initLatents?: Float32Array;
   emphasis?: EmphasisMode;
+  /**
+   * A1111's "Clip skip" (CLIP_stop_at_last_layers): 1 (default) = the text encoder's last layer; n > 1 = the
+   * output of layer -n, then final_layer_norm (sd_hijack_clip encode_with_transformers). Both prompts use it.
+   */
+  clipSkip?: number;
   /** false: stop at the final latents (diffusers' output_type="latent"); images/decoded are then empty. */
   decode?: boolean;
   /** Called after each sampler step with the latents (diffusers' callback view). */
@@ -55,6 +60,7 @@ export interface Txt2ImgResult {
   sampler: string;
   steps: number;
   cfg: number;
+  clipSkip: number;
   timesteps: number[];
   /** Milliseconds per phase. */
   timings: { text: number; denoise: number; decode: number };
@@ -63,6 +69,14 @@ export interface Txt2ImgResult {
 export type LoraMode = "adapters" | "baked";
 
 const f32 = (shape: number[], data: Float32Array): HostTensor => ({ dtype: "float32", shape, data });
+
+/** Clip skip must name a layer of the text encoder: 1..layers (A1111's slider goes to 12 for SD1's 12). */
+function checkClipSkip(clipSkip: number, layers: number): void {
+  if (!Number.isInteger(clipSkip) || clipSkip < 1 || clipSkip > layers)
+    throw new PipelineError(
+      `clip skip must be an integer in 1..${layers} (this text encoder's layers), got ${clipSkip}`,
+    );
+}
 
 export class Txt2ImgPipeline {
   private mode: Record<GraphComponent, WeightMode> = { te: { kind: "adapters" }, unet: { kind: "adapters" } };
@@ -98,10 +112,16 @@ export class Txt2ImgPipeline {
   }
 
   /** Creates (or finds) every session a generation of this shape needs; returns once they are ready. */
-  async prepare(o: { width: number; height: number; batch: number; chunks?: number }): Promise<void> {
+  async prepare(o: {
+    width: number;
+    height: number;
+    batch: number;
+    chunks?: number;
+    clipSkip?: number;
+  }): Promise<void> {
     const f = vaeScaleFactor(this.model.checkpoint.vae);
     await Promise.all([
-      this.model.session("text_encoder", { batch: 1 }, this.mode.te),
+      this.model.session("text_encoder", { batch: 1, clipSkip: o.clipSkip }, this.mode.te),
       this.model.session(
         "unet",
         { batch: 2 * o.batch, height: o.height / f, width: o.width / f, seqLen: 77 * (o.chunks ?? 1) },
@@ -112,8 +132,8 @@ export class Txt2ImgPipeline {
   }
 
   /** Text-encoder output of one 77-id chunk, [77, D]. */
-  private async encodeChunk(ids: number[]): Promise<Float32Array> {
-    const te = await this.model.session("text_encoder", { batch: 1 }, this.mode.te);
+  private async encodeChunk(ids: number[], clipSkip: number): Promise<Float32Array> {
+    const te = await this.model.session("text_encoder", { batch: 1, clipSkip }, this.mode.te);
     const input: HostTensor = {
       dtype: "int64",
       shape: [1, ids.length],
@@ -131,7 +151,9 @@ export class Txt2ImgPipeline {
   async encodePrompts(
     prompts: string[],
     emphasis: EmphasisMode = "original",
+    clipSkip = 1,
   ): Promise<{ embeddings: Float32Array[]; seqLen: number }> {
+    checkClipSkip(clipSkip, this.model.checkpoint.textEncoder.num_hidden_layers);
     const tok = this.model.tokenizer;
     const chunked = prompts.map((p) => tokenizePromptChunks(tok, p, { emphasis }).chunks);
     const count = Math.max(...chunked.map((c) => c.length));
@@ -141,7 +163,7 @@ export class Txt2ImgPipeline {
       const all = padChunks(tok, chunks, count);
       const z = new Float32Array(count * 77 * dim);
       for (let i = 0; i < all.length; i++) {
-        const raw = await this.encodeChunk(all[i].ids);
+        const raw = await this.encodeChunk(all[i].ids, clipSkip);
         z.set(applyEmphasis(raw, all[i].weights, { dim, mode: emphasis }), i * 77 * dim);
       }
       embeddings.push(z);
@@ -149,16 +171,31 @@ export class Txt2ImgPipeline {
     return { embeddings, seqLen: count * 77 };
   }
 
-  /** Runs the whole pipeline. */
+  /**
+   * What image sides must be multiples of: the UNet halves the latent at each down block but the last and
+   * concatenates the skip connections on the way up, so the latent sides must divide evenly
+   * (VAE factor x 2^downsamplings: 64 for SD1.5, 32 for the tiny and demo models).
+   */
+  get sizeMultiple(): number {
+    return (
+      vaeScaleFactor(this.model.checkpoint.vae) *
+      2 ** (this.model.checkpoint.unet.block_out_channels.length - 1)
+    );
+  }
+
   /** Throws a PipelineError for a bad size / batch / step count / sampler; returns the VAE's size factor. */
   private checkOptions(o: Omit<Txt2ImgOptions, "prompt">): number {
     const factor = vaeScaleFactor(this.model.checkpoint.vae);
+    const downs = this.model.checkpoint.unet.block_out_channels.length - 1;
+    const multiple = this.sizeMultiple;
     for (const [what, v] of [
       ["width", o.width ?? 512],
       ["height", o.height ?? 512],
     ] as const) {
-      if (!Number.isInteger(v) || v <= 0 || v % factor !== 0)
-        throw new PipelineError(`${what} must be a positive multiple of ${factor}, got ${v}`);
+      if (!Number.isInteger(v) || v <= 0 || v % multiple !== 0)
+        throw new PipelineError(
+          `${what} must be a positive multiple of ${multiple} for this model (VAE factor ${factor} x 2^${downs} UNet downsamplings), got ${v}`,
+        );
     }
     for (const [what, v] of [
       ["batch", o.batch ?? 1],
@@ -167,15 +204,17 @@ export class Txt2ImgPipeline {
       if (!Number.isInteger(v) || v < 1)
         throw new PipelineError(`${what} must be a positive integer, got ${v}`);
     }
+    checkClipSkip(o.clipSkip ?? 1, this.model.checkpoint.textEncoder.num_hidden_layers);
     if (!isSamplerName(o.sampler ?? "Euler a"))
       throw new PipelineError(`unknown sampler "${o.sampler}"; known: ${SAMPLER_NAMES.join(", ")}`);
     return factor;
   }
 
+  /** Runs the whole pipeline. */
   async generate(o: Txt2ImgOptions): Promise<Txt2ImgResult> {
     this.checkOptions(o);
     const t0 = performance.now();
-    const text = await this.encodePrompts([o.negative ?? "", o.prompt], o.emphasis);
+    const text = await this.encodePrompts([o.negative ?? "", o.prompt], o.emphasis, o.clipSkip);
     const t1 = performance.now();
     return this.generateFromEmbeddings(o, text.embeddings[1], text.embeddings[0], text.seqLen, t1 - t0);
   }
@@ -266,6 +305,7 @@ export class Txt2ImgPipeline {
       sampler: samplerName,
       steps,
       cfg,
+      clipSkip: o.clipSkip ?? 1,
       timesteps: [...sampler.timesteps],
       timings: { text: textMs, denoise: t2 - t1, decode: performance.now() - t2 },
     };

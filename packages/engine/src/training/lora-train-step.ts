@@ -14,11 +14,12 @@
  * `nonfinite` (+ `applied` with accumulation) and the `state_out.*` values.
  */
 
-import type { Graph } from "../graph/ir.ts";
+import type { GraphBuilder } from "../graph/builder.ts";
+import type { Graph, Value } from "../graph/ir.ts";
 import { div, mul, reduceMean, reduceSum, reshape, sub } from "../graph/ops/index.ts";
 import type { UNetModelConfig } from "../models/configs.ts";
 import { buildUNetGraph } from "../models/unet/unet.ts";
-import type { WeightSource } from "../nn/module.ts";
+import type { ComputeDType, ModuleContext, WeightSource } from "../nn/module.ts";
 import type { OptimizerConfig } from "../optim/optimizers.ts";
 import { appendTrainStep, type TrainStepGraph } from "../optim/train-step.ts";
 
@@ -34,6 +35,11 @@ export interface LoraTrainStepOptions {
   maxGradNorm?: number;
   accumulationSteps?: number;
   gradientCheckpointing?: boolean;
+  /**
+   * "float16": the UNet computes in fp16 (GPU mixed precision; LoRA master weights, moments and the loss stay
+   * float32) with dynamic loss scaling (torch GradScaler defaults, optim/loss-scale.ts). Default "float32".
+   */
+  computeDType?: ComputeDType;
 }
 
 export interface LoraModuleInfo {
@@ -74,18 +80,14 @@ export function buildLoraTrainStep(
     timestepDType: "float32",
     lora: { component: "unet", ranks: o.ranks, trainable: true },
     gradientCheckpointing: o.gradientCheckpointing,
+    computeDType: o.computeDType,
   });
   const b = ctx.b;
   const out = b.outputs.find((v) => v.name === "out");
   if (!out) throw new Error("buildLoraTrainStep: the UNet graph has no output 'out'");
   // The UNet's own output is not needed by the training step; drop it so ORT does not return it.
   b.outputs.splice(b.outputs.indexOf(out), 1);
-  const target = b.input("target", "float32", [...out.shape]);
-  const weightsIn = b.input("loss_weight", "float32", [o.batch]);
-  const diff = sub(out, target);
-  // Per-sample mean over C, H, W, then the weighted batch mean (kohya: loss.mean([1,2,3]) * w, then mean()).
-  const perSample = reduceMean(mul(diff, diff), [1, 2, 3], false);
-  const loss = div(reduceSum(mul(perSample, weightsIn), undefined, false), o.batch);
+  const loss = diffusionLoss(b, out, o.batch);
   const params = ctx.loraInputs.flatMap((l) => [l.down, l.up]);
   const step = appendTrainStep(b, {
     loss: reshape(loss, []),
@@ -93,8 +95,28 @@ export function buildLoraTrainStep(
     optimizer: o.optimizer,
     maxGradNorm: o.maxGradNorm,
     accumulationSteps: o.accumulationSteps,
+    lossScaling: o.computeDType === "float16" ? { kind: "dynamic" } : undefined,
   });
-  const modules = ctx.loraInputs.map((l) => ({
+  const modules = loraModuleInfos(ctx.loraInputs);
+  return { graph: b.build(), step, modules, disabledOptimizers: step.disabledOptimizers };
+}
+
+/**
+ * The training loss on the model output `out` [B, C, H, W], with the inputs `target` (like out) and
+ * `loss_weight` [B]: per-sample mean over C, H, W, then the weighted batch mean (kohya: loss.mean([1,2,3]) * w,
+ * then mean()). Returns a one-element value.
+ */
+export function diffusionLoss(b: GraphBuilder, out: Value, batch: number): Value {
+  const target = b.input("target", "float32", [...out.shape]);
+  const weightsIn = b.input("loss_weight", "float32", [batch]);
+  const diff = sub(out, target);
+  const perSample = reduceMean(mul(diff, diff), [1, 2, 3], false);
+  return div(reduceSum(mul(perSample, weightsIn), undefined, false), batch);
+}
+
+/** What callers need to know about each trainable LoRA module a model context created. */
+export function loraModuleInfos(loraInputs: ModuleContext["loraInputs"]): LoraModuleInfo[] {
+  return loraInputs.map((l) => ({
     path: l.path,
     rank: l.down.shape[0],
     downShape: [...l.down.shape],
@@ -105,5 +127,4 @@ export function buildLoraTrainStep(
     downState: l.down.name.slice(STATE_IN.length),
     upState: l.up.name.slice(STATE_IN.length),
   }));
-  return { graph: b.build(), step, modules, disabledOptimizers: step.disabledOptimizers };
 }

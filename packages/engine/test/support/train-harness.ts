@@ -32,7 +32,15 @@ export class Trainer {
         this.state.set(s.name, tensorOf({ dtype: "float32", shape: s.shape, data: params[s.name] }));
       else if (s.dtype === "int64")
         this.state.set(s.name, new ort.Tensor("int64", new BigInt64Array(n), s.shape));
-      else this.state.set(s.name, new ort.Tensor("float32", new Float32Array(n), s.shape));
+      else
+        this.state.set(
+          s.name,
+          new ort.Tensor(
+            "float32",
+            new Float32Array(n).fill(s.init === "value" ? (s.value ?? 0) : 0),
+            s.shape,
+          ),
+        );
     }
   }
 

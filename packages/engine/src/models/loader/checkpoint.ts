@@ -5,6 +5,8 @@
  * - a diffusers folder (model_index.json, unet/, text_encoder/, vae/, scheduler/ with config.json files).
  * Weights stay in their files (ExternalTensor references). `usage()` lists every stored tensor no built graph
  * has used so far. Pickles (.ckpt/.pt/.bin) are refused without being opened.
+ * A component stored in 16 bits is referenced through its float32 cache (fp32-cache.ts) unless the `fp32Cache`
+ * option (or LORA_STUDIO_FP32_CACHE=0) turns that off: the CPU provider computes in float32 anyway.
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { open } from "node:fs/promises";
@@ -29,6 +31,12 @@ import {
 import { detectDiffusersFamily, detectSingleFileFamily, type ModelFamilyId } from "./detect.ts";
 import { CheckpointError, pickleRefusal } from "./errors.ts";
 import {
+  type Fp32CacheEntry,
+  type Fp32CacheOptions,
+  fp32CacheDisabledByEnv,
+  openFp32Cache,
+} from "./fp32-cache.ts";
+import {
   architectureFor,
   openClipKeyMapper,
   textEncoderKeyMapper,
@@ -44,6 +52,11 @@ export interface OpenCheckpointOptions {
   textEncoderHeads?: number;
   /** UNet heads (one for all levels, or per level) for single files off the SD1/SD2 conventions. */
   unetHeads?: number | number[];
+  /**
+   * float32 weight cache for 16-bit components (default: on, in the default folder). `false` references the
+   * 16-bit tensors in place and casts them in the graph: what GPU providers want (fp32CacheForProvider picks).
+   */
+  fp32Cache?: false | Fp32CacheOptions;
 }
 
 export interface UnusedTensor {
@@ -62,6 +75,8 @@ export interface Checkpoint {
   weights: { unet: WeightSource; vae: WeightSource; textEncoder: WeightSource };
   /** Stored tensors no graph built from this checkpoint has used (so far). */
   unused(): UnusedTensor[];
+  /** Components whose weights come from the fp32 cache (empty: all referenced in place). */
+  fp32Cache: Fp32CacheEntry[];
   close(): Promise<void>;
 }
 
@@ -110,6 +125,20 @@ function unsupported(path: string, family: ModelFamilyId, evidence: string): Che
  * manifest can be checked without a multi-GB file.
  */
 export function singleFileCheckpoint(file: SafetensorsFile, o: OpenCheckpointOptions = {}): Checkpoint {
+  return singleFileParts(file, o).checkpoint;
+}
+
+/** One component's weights and the prefix of its keys in its file: the unit the fp32 cache converts. */
+interface CachePart {
+  component: "unet" | "vae" | "text_encoder";
+  weights: FileWeights;
+  prefix: string;
+}
+
+function singleFileParts(
+  file: SafetensorsFile,
+  o: OpenCheckpointOptions,
+): { checkpoint: Checkpoint; parts: CachePart[] } {
   const path = file.path;
   const shapes: ShapeMap = shapesOf(file);
   const det = detectSingleFileFamily(shapes, file.metadata, path);
@@ -134,7 +163,7 @@ export function singleFileCheckpoint(file: SafetensorsFile, o: OpenCheckpointOpt
     vae: new FileWeights(file, vaeKeyMapper(vae.block_out_channels.length), "vae"),
     textEncoder: new FileWeights(file, teKeys, "text_encoder"),
   };
-  return {
+  const checkpoint: Checkpoint = {
     path,
     layout: "single-file",
     family: det.family,
@@ -144,7 +173,51 @@ export function singleFileCheckpoint(file: SafetensorsFile, o: OpenCheckpointOpt
     textEncoder,
     weights: w,
     unused: () => unusedIn([w.unet, w.vae, w.textEncoder]),
+    fp32Cache: [],
     close: () => file.close(),
+  };
+  const parts: CachePart[] = [
+    { component: "unet", weights: w.unet, prefix: "model.diffusion_model." },
+    { component: "vae", weights: w.vae, prefix: "first_stage_model." },
+    { component: "text_encoder", weights: w.textEncoder, prefix: tePrefix },
+  ];
+  return { checkpoint, parts };
+}
+
+/**
+ * Points each 16-bit component at its fp32 cache (built on first use). A component whose cache cannot be made
+ * (read-only or full disk, ...) keeps its 16-bit weights in place, with a message: slower, still correct.
+ */
+async function attachFp32Cache(
+  ck: Checkpoint,
+  parts: CachePart[],
+  o: OpenCheckpointOptions,
+): Promise<Checkpoint> {
+  const options = o.fp32Cache ?? (fp32CacheDisabledByEnv() ? false : {});
+  if (options === false) return ck;
+  const say = options.onMessage ?? ((m: string) => console.warn(m));
+  const releases: (() => Promise<void>)[] = [];
+  for (const p of parts) {
+    try {
+      const c = await openFp32Cache(p.weights.file, p.prefix, p.component, options);
+      if (!c) continue;
+      p.weights.fp32Cache = c;
+      releases.push(c.release);
+      ck.fp32Cache.push(c.entry);
+    } catch (e) {
+      say(
+        `lora-studio: no fp32 weight cache for the ${p.component} of ${ck.path} (${(e as Error).message}); ` +
+          "using its 16-bit weights in place (cast in the graph: more memory, slower session creation)",
+      );
+    }
+  }
+  const close = ck.close;
+  return {
+    ...ck,
+    close: async () => {
+      for (const r of releases) await r();
+      await close();
+    },
   };
 }
 
@@ -152,7 +225,8 @@ async function openSingleFile(path: string, o: OpenCheckpointOptions): Promise<C
   await refusePickle(path);
   const file = await openSafetensors(path);
   try {
-    return singleFileCheckpoint(file, o);
+    const { checkpoint, parts } = singleFileParts(file, o);
+    return await attachFp32Cache(checkpoint, parts, o);
   } catch (err) {
     await file.close();
     throw err;
@@ -210,7 +284,7 @@ async function openDiffusers(dir: string, o: OpenCheckpointOptions): Promise<Che
       vae: new FileWeights(await openPart("vae", "diffusion_pytorch_model"), identity, "vae"),
       textEncoder: new FileWeights(await openPart("text_encoder", "model"), identity, "text_encoder"),
     };
-    return {
+    const checkpoint: Checkpoint = {
       path: dir,
       layout: "diffusers",
       family: det.family,
@@ -220,10 +294,20 @@ async function openDiffusers(dir: string, o: OpenCheckpointOptions): Promise<Che
       textEncoder,
       weights: w,
       unused: () => unusedIn([w.unet, w.vae, w.textEncoder]),
+      fp32Cache: [],
       close: async () => {
         for (const f of files) await f.close();
       },
     };
+    return await attachFp32Cache(
+      checkpoint,
+      [
+        { component: "unet", weights: w.unet, prefix: "" },
+        { component: "vae", weights: w.vae, prefix: "" },
+        { component: "text_encoder", weights: w.textEncoder, prefix: "" },
+      ],
+      o,
+    );
   } catch (err) {
     for (const f of files) await f.close();
     throw err;

@@ -2,12 +2,17 @@
  * Weights referenced where they lie: a diffusers key is mapped to a tensor of an open safetensors file and
  * returned as an ExternalTensor {path, offset, byteLength}, which ORT memory-maps; nothing is read or copied.
  * Every stored tensor handed out is recorded, so a loader can report the tensors no model used.
+ *
+ * With an fp32 cache (fp32-cache.ts) attached, names, shapes and dtypes are still checked against the checkpoint
+ * (errors and usage name its keys), but the reference points into the cache file, whose tensors carry the same
+ * names as float32: no 16-bit initializer reaches the graph, so no Cast is emitted.
  */
 import type { SafetensorsFile } from "@lora-studio/prompt-lora";
 import type { DType, ExternalTensor } from "../../graph/ir.ts";
 import { formatShape } from "../../graph/ir.ts";
 import type { WeightSource } from "../../nn/module.ts";
 import { CheckpointError } from "./errors.ts";
+import type { Fp32CacheFile } from "./fp32-cache.ts";
 
 const DTYPES: Record<string, DType> = { F32: "float32", F16: "float16", BF16: "bfloat16", F64: "float64" };
 
@@ -23,6 +28,8 @@ export type KeyMapper = (
 export class FileWeights implements WeightSource {
   /** Stored keys handed out so far. */
   readonly used = new Set<string>();
+  /** float32 copies of this component's tensors, same names (see fp32-cache.ts); undefined: use `file`. */
+  fp32Cache: Fp32CacheFile | undefined;
 
   constructor(
     readonly file: SafetensorsFile,
@@ -61,9 +68,11 @@ export class FileWeights implements WeightSource {
         stored,
       );
     }
+    const cached = this.fp32Cache?.file.tensors.get(stored);
+    const at = cached ?? info;
     let shape = info.shape;
-    let offset = info.fileOffset;
-    let byteLength = info.byteLength;
+    let offset = at.fileOffset;
+    let byteLength = at.byteLength;
     if (rows) {
       const [from, to] = rows;
       if (info.shape.length === 0 || to > info.shape[0] || from < 0 || from >= to) {
@@ -74,7 +83,7 @@ export class FileWeights implements WeightSource {
           stored,
         );
       }
-      const rowBytes = info.byteLength / info.shape[0];
+      const rowBytes = at.byteLength / info.shape[0];
       shape = [to - from, ...info.shape.slice(1)];
       offset += from * rowBytes;
       byteLength = (to - from) * rowBytes;
@@ -89,7 +98,9 @@ export class FileWeights implements WeightSource {
       );
     }
     this.used.add(stored);
-    return { dtype, shape: [...expected], path: this.file.path, offset, byteLength };
+    if (cached) this.fp32Cache?.markUsed();
+    const path = cached ? (this.fp32Cache as Fp32CacheFile).file.path : this.file.path;
+    return { dtype: cached ? "float32" : dtype, shape: [...expected], path, offset, byteLength };
   }
 }
 

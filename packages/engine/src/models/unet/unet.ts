@@ -7,7 +7,10 @@
  * timestepDType "int64"), `encoder_hidden_states` float32 [B, S, cross_attention_dim].
  * Output: `out` [B, out_channels, H, W] (epsilon or v, per config.prediction_type), plus `hook.<module>` outputs
  * (time_proj, time_embedding, conv_in, down_blocks.i, mid_block, up_blocks.i, conv_norm_out) when `hooks` is set.
- * fp32 throughout, so upcast_attention needs no special handling.
+ * computeDType "float32" (default): fp32 throughout, so upcast_attention needs no special handling. "float16"
+ * (mixed precision for GPUs): inputs are cast to fp16 at the boundary and the output (and hooks) back to float32,
+ * so callers feed and read float32 either way; the timestep sinusoids, norms and softmax stay float32 (nn/), so
+ * attention is always "upcast".
  */
 import { checkpoint } from "../../autodiff/marks.ts";
 import { GraphBuilder } from "../../graph/builder.ts";
@@ -15,7 +18,13 @@ import type { Value } from "../../graph/ir.ts";
 import { cast } from "../../graph/ops/index.ts";
 import { timestepEmbedding } from "../../nn/attention.ts";
 import { conv2d, groupNorm, linear, silu } from "../../nn/layers.ts";
-import { type BuiltGraph, type LoraTargets, ModuleContext, type WeightSource } from "../../nn/module.ts";
+import {
+  type BuiltGraph,
+  type ComputeDType,
+  type LoraTargets,
+  ModuleContext,
+  type WeightSource,
+} from "../../nn/module.ts";
 import { perLevel, type UNetModelConfig, unetHeads } from "../configs.ts";
 import { type BlockEnv, downBlock, midBlockCrossAttn, upBlock } from "./blocks.ts";
 
@@ -35,24 +44,32 @@ export interface UNetGraphOptions {
    * ORT's CommonSubexpressionElimination, see autodiff CHECKPOINT_DISABLED_OPTIMIZERS).
    */
   gradientCheckpointing?: boolean;
+  /**
+   * Build into this builder instead of a new graph (a joint text-encoder + UNet training step); the caller's own
+   * LoRA context of another component lives in the same builder.
+   */
+  builder?: GraphBuilder;
+  /** The text conditioning as a value of `builder`'s graph instead of the `encoder_hidden_states` input. */
+  encoderHiddenStates?: Value;
+  /** Dtype the layers compute in (default "float32"); "float16" for GPU inference/training (see nn/module.ts). */
+  computeDType?: ComputeDType;
 }
 
 export function buildUNetGraph(cfg: UNetModelConfig, weights: WeightSource, o: UNetGraphOptions): BuiltGraph {
-  const b = new GraphBuilder("unet2d_condition_model");
-  const ctx = new ModuleContext(b, weights, o.lora);
+  const b = o.builder ?? new GraphBuilder("unet2d_condition_model");
+  const ctx = new ModuleContext(b, weights, o.lora, o.computeDType);
   const levels = cfg.block_out_channels.length;
   const ch = cfg.block_out_channels;
   const heads = unetHeads(cfg);
   const depth = perLevel(cfg.transformer_layers_per_block, levels, "transformer_layers_per_block");
-  const sample = b.input("sample", "float32", [o.batch, cfg.in_channels, o.height, o.width]);
+  const sample = ctx.toCompute(b.input("sample", "float32", [o.batch, cfg.in_channels, o.height, o.width]));
   const tIn = b.input("timestep", o.timestepDType ?? "float32", [o.batch]);
-  const context = b.input("encoder_hidden_states", "float32", [
-    o.batch,
-    o.seqLen ?? 77,
-    cfg.cross_attention_dim,
-  ]);
+  const context = ctx.toCompute(
+    o.encoderHiddenStates ??
+      b.input("encoder_hidden_states", "float32", [o.batch, o.seqLen ?? 77, cfg.cross_attention_dim]),
+  );
   const hook = (v: Value, name: string) => {
-    if (o.hooks) b.output(v, `hook.${name}`);
+    if (o.hooks) b.output(ctx.toFloat32(v), `hook.${name}`);
   };
 
   const tProj = timestepEmbedding(
@@ -64,7 +81,7 @@ export function buildUNetGraph(cfg: UNetModelConfig, weights: WeightSource, o: U
   hook(tProj, "time_proj");
   const tembC = cfg.time_embedding_dim ?? ch[0] * 4;
   const temb = b.scope("time_embedding", () => {
-    const h = b.scope("linear_1", () => linear(ctx, tProj, ch[0], tembC));
+    const h = b.scope("linear_1", () => linear(ctx, ctx.toCompute(tProj), ch[0], tembC));
     return b.scope("linear_2", () => linear(ctx, silu(h), tembC, tembC));
   });
   hook(temb, "time_embedding");
@@ -150,6 +167,6 @@ export function buildUNetGraph(cfg: UNetModelConfig, weights: WeightSource, o: U
   const out = b.scope("conv_out", () =>
     conv2d(ctx, act, ch[0], cfg.out_channels, { kernel: cfg.conv_out_kernel }),
   );
-  b.output(out, "out");
+  b.output(ctx.toFloat32(out), "out");
   return { graph: b.build(), ctx };
 }

@@ -7,13 +7,20 @@
  * [B, latent_channels, H/f, W/f] (logvar clamped to [-30, 20]; latents are unscaled: multiply by scaling_factor
  * for training). Decoder graph: input `latents` float32 [B, latent_channels, h, w]; output `out` [B, out, h*f, w*f]
  * (raw decoder output; the caller divides latents by scaling_factor first, as pipelines do).
+ * With computeDType "float16" the layers run in fp16 between a Cast of the input and Casts of the outputs.
  */
 import { GraphBuilder } from "../../graph/builder.ts";
 import type { Value } from "../../graph/ir.ts";
 import { add, max, min, reshape, split, transpose } from "../../graph/ops/index.ts";
 import { attention } from "../../nn/attention.ts";
 import { conv2d, groupNorm, silu } from "../../nn/layers.ts";
-import { type BuiltGraph, type LoraTargets, ModuleContext, type WeightSource } from "../../nn/module.ts";
+import {
+  type BuiltGraph,
+  type ComputeDType,
+  type LoraTargets,
+  ModuleContext,
+  type WeightSource,
+} from "../../nn/module.ts";
 import type { VaeConfig } from "../configs.ts";
 import { downsample2D, resnetBlock2D, upsample2D } from "../resnet.ts";
 
@@ -141,13 +148,16 @@ export interface VaeGraphOptions {
   height: number;
   width: number;
   lora?: LoraTargets;
+  /** Dtype the layers compute in (default "float32"); "float16" for GPUs: inputs/outputs stay float32. */
+  computeDType?: ComputeDType;
 }
 
 export function buildVaeEncoderGraph(cfg: VaeConfig, weights: WeightSource, o: VaeGraphOptions): BuiltGraph {
   const b = new GraphBuilder("vae_encoder");
-  const ctx = new ModuleContext(b, weights, o.lora);
-  const x = b.input("sample", "float32", [o.batch, cfg.in_channels, o.height, o.width]);
-  const { mean, logvar } = vaeEncodeMoments(ctx, x, cfg);
+  const ctx = new ModuleContext(b, weights, o.lora, o.computeDType);
+  const x = ctx.toCompute(b.input("sample", "float32", [o.batch, cfg.in_channels, o.height, o.width]));
+  const moments = vaeEncodeMoments(ctx, x, cfg);
+  const [mean, logvar] = [ctx.toFloat32(moments.mean), ctx.toFloat32(moments.logvar)];
   const clamped = min(max(logvar, b.constant(-30)), b.constant(20));
   b.output(mean, "mean");
   b.output(clamped, "logvar");
@@ -156,8 +166,8 @@ export function buildVaeEncoderGraph(cfg: VaeConfig, weights: WeightSource, o: V
 
 export function buildVaeDecoderGraph(cfg: VaeConfig, weights: WeightSource, o: VaeGraphOptions): BuiltGraph {
   const b = new GraphBuilder("vae_decoder");
-  const ctx = new ModuleContext(b, weights, o.lora);
-  const z = b.input("latents", "float32", [o.batch, cfg.latent_channels, o.height, o.width]);
-  b.output(vaeDecodeLatents(ctx, z, cfg), "out");
+  const ctx = new ModuleContext(b, weights, o.lora, o.computeDType);
+  const z = ctx.toCompute(b.input("latents", "float32", [o.batch, cfg.latent_channels, o.height, o.width]));
+  b.output(ctx.toFloat32(vaeDecodeLatents(ctx, z, cfg)), "out");
   return { graph: b.build(), ctx };
 }
