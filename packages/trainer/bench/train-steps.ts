@@ -5,7 +5,9 @@
  * shared/fixtures/sd15-original-keys.json and deleted afterwards) at 256 and 512 px, batch 1, rank 8.
  * Each case runs in its own child process, so each peak RSS is its own.
  *
- *   npx tsx packages/trainer/bench/train-steps.ts [--sizes 256,512] [--steps 4] [--opt disabled,all] [--no-sd15]
+ * With --te every case also runs with train_text_encoder (the joint text-encoder + UNet step).
+ *
+ *   npx tsx packages/trainer/bench/train-steps.ts [--sizes 256,512] [--steps 4] [--opt disabled,all] [--no-sd15] [--te]
  */
 import { spawnSync } from "node:child_process";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
@@ -28,6 +30,7 @@ interface Case {
   steps: number;
   opt: "disabled" | "all";
   checkpointing: boolean;
+  trainTextEncoder?: boolean;
   dataDir: string;
   outDir: string;
 }
@@ -57,6 +60,7 @@ async function runCase(c: Case): Promise<CaseResult> {
       batch_size: 1,
       max_train_steps: c.steps,
       gradient_checkpointing: c.checkpointing,
+      train_text_encoder: c.trainTextEncoder === true,
       save_precision: "fp16",
     }),
   );
@@ -154,6 +158,16 @@ async function main() {
             outDir: join(work, `out-${size}-${opt}`),
           });
         }
+      }
+    }
+    if (process.argv.includes("--te")) {
+      for (const c of [...cases]) {
+        cases.push({
+          ...c,
+          label: `${c.label}, train_text_encoder`,
+          trainTextEncoder: true,
+          outDir: `${c.outDir}-te`,
+        });
       }
     }
     for (const c of cases) {

@@ -1,5 +1,18 @@
 /** Public API of @lora-studio/trainer: config, dataset, logging, output metadata and the training run. */
 
+export { type Caption, Captioner, type CaptionerInfo, type CaptionerOptions } from "./autolabel/captioner.ts";
+export {
+  type CaptionerConfig,
+  CaptionerModelError,
+  type ImageProcessing,
+  readCaptionerConfig,
+} from "./autolabel/captioner-config.ts";
+export {
+  DEFAULT_GENERATION,
+  type Generated,
+  type GenerationOptions,
+  generate,
+} from "./autolabel/generate.ts";
 export {
   captionHash,
   captionState,
@@ -8,7 +21,7 @@ export {
   readManifest,
 } from "./autolabel/manifest.ts";
 export { type OnnxSignature, OnnxSignatureError, readOnnxSignature } from "./autolabel/onnx-signature.ts";
-export { loadSquareRgb } from "./autolabel/preprocess.ts";
+export { loadProcessedRgb, loadSquareRgb, packNormalized } from "./autolabel/preprocess.ts";
 export {
   type AutoLabelEvent,
   type AutoLabelOptions,
@@ -30,6 +43,7 @@ export {
   type TagInfo,
   type TagSelectOptions,
 } from "./autolabel/tags.ts";
+export { TokenDecoder, TokenizerFileError } from "./autolabel/token-decoder.ts";
 // config
 export { ConfigError, type ConfigIssue, editDistance, suggest } from "./config/errors.ts";
 export {
@@ -169,6 +183,12 @@ export { EVAL_TIMESTEPS, FixedBatchEvaluator } from "./train/evaluation.ts";
 export { NonFiniteLossError, type TrainEvent, type TrainEventHandler } from "./train/events.ts";
 export { consoleProgress, formatEta, stepLine } from "./train/progress.ts";
 export { DEFAULT_GRAPH_OPTIMIZATION, optimizerConfig, type TrainOptions } from "./train/setup.ts";
-export { moduleAlpha, TargetError, unetLoraRanks } from "./train/targets.ts";
+export {
+  moduleAlpha,
+  TargetError,
+  textEncoderLoraRanks,
+  trainingSummary,
+  unetLoraRanks,
+} from "./train/targets.ts";
 export { type TrainResult, train } from "./train/train.ts";
 export { type TrainingWorker, trainInWorker, type WorkerTrainOptions } from "./train/worker.ts";

@@ -96,9 +96,9 @@ function varint(n: number): number[] {
   return out;
 }
 
-type Field = { field: number; wire: number; raw: Uint8Array };
+export type Field = { field: number; wire: number; raw: Uint8Array };
 
-function fields(buf: Uint8Array): Field[] {
+export function fields(buf: Uint8Array): Field[] {
   const out: Field[] = [];
   let p = 0;
   const readVarint = () => {
@@ -127,7 +127,7 @@ function fields(buf: Uint8Array): Field[] {
   return out;
 }
 
-function encode(fs: Field[]): Uint8Array {
+export function encode(fs: Field[]): Uint8Array {
   const parts: number[] = [];
   for (const f of fs) {
     parts.push(...varint(f.field * 8 + f.wire));

@@ -1,6 +1,7 @@
 /**
- * auto-label: tags every picture of a dataset folder with a WD14-style tagger and writes the captions to
- * metadata.csv or sidecar files, adding the user's prefix/suffix tags (the "style keywords" step).
+ * auto-label: captions every picture of a dataset folder with an image-to-text captioner (captioner.ts), a
+ * WD14-style tagger (tagger.ts) or both ("caption, tag1, tag2") and writes them to metadata.csv or sidecar
+ * files, adding the user's prefix/suffix tags (the "style keywords" step).
  *
  * Before any inference each picture's current caption is classified (manifest.ts): missing and auto-label's
  * own captions are (re)written, a person's captions are kept unless `overwrite`; kept pictures are not even
@@ -11,8 +12,10 @@
 import { basename, isAbsolute, join, resolve } from "node:path";
 import { discoverImages, type FoundImage } from "../dataset/discover.ts";
 import { type CaptionStore, CsvStore, SidecarStore } from "./caption-store.ts";
+import { type Caption, Captioner, type CaptionerOptions } from "./captioner.ts";
+import { maxNewTokensOf } from "./generate.ts";
 import { type CaptionState, captionHash, captionState, readManifest, writeManifest } from "./manifest.ts";
-import { loadSquareRgb } from "./preprocess.ts";
+import { loadProcessedRgb, loadSquareRgb } from "./preprocess.ts";
 import { type TaggerOptions, WdTagger } from "./tagger.ts";
 import {
   composeCaption,
@@ -25,8 +28,11 @@ import {
 
 export interface AutoLabelOptions {
   input: string;
-  /** Tagger folder (model.onnx + selected_tags.csv). */
-  model: string;
+  /** Tagger folder (model.onnx + selected_tags.csv). At least one of model and captioner. */
+  model?: string;
+  /** Captioner folder (Hugging Face optimum ONNX layout, see captioner.ts). */
+  captioner?: string;
+  captionerOptions?: CaptionerOptions;
   format: "csv" | "txt";
   /** The CSV to write (format csv). Default: <input>/metadata.csv. */
   output?: string;
@@ -54,6 +60,8 @@ export interface ImageResult {
   caption?: string;
   previous?: string;
   tags?: ScoredTag[];
+  /** The captioner's sentence (before tags, prefix and suffix). */
+  sentence?: string;
   error?: string;
 }
 
@@ -62,7 +70,7 @@ export interface AutoLabelReport {
   target: string;
   format: "csv" | "txt";
   dryRun: boolean;
-  model: {
+  model?: {
     path: string;
     size: number;
     layout: string;
@@ -70,6 +78,19 @@ export interface AutoLabelReport {
     tags: number;
     provider: string;
     sigmoidApplied?: boolean;
+  };
+  captioner?: {
+    path: string;
+    decoder: string;
+    decoderKind: "plain" | "merged";
+    kvCache: boolean;
+    modelType: string;
+    width: number;
+    height: number;
+    numBeams: number;
+    maxNewTokens: number;
+    batch: number;
+    provider: string;
   };
   images: ImageResult[];
   counts: Record<ImageAction, number>;
@@ -87,6 +108,8 @@ export async function autoLabel(
   opts: AutoLabelOptions,
   onEvent: (e: AutoLabelEvent) => void = () => {},
 ): Promise<AutoLabelReport> {
+  if (opts.model === undefined && opts.captioner === undefined)
+    throw new Error("auto-label needs a tagger (model) or a captioner folder, or both");
   const input = resolve(opts.input);
   const tagOpts: TagSelectOptions = { ...DEFAULT_TAG_OPTIONS, ...withoutUndefined(opts.tags ?? {}) };
   const prefix = splitTags(opts.prefix);
@@ -123,39 +146,63 @@ export async function autoLabel(
   }
   onEvent({ type: "start", total: images.length, toLabel: todo.length });
 
-  const tagger = await WdTagger.load(resolve(opts.model), {
-    ...opts.tagger,
-    onMessage: opts.tagger?.onMessage ?? ((message) => onEvent({ type: "warning", message })),
-  });
-  const source = `wd14-tagger:${basename(resolve(opts.model))}`;
+  const warn = (message: string) => onEvent({ type: "warning", message });
+  const models = await loadModels(opts, warn);
+  const { tagger, captioner } = models;
+  const source = [
+    captioner && `captioner:${basename(resolve(opts.captioner!))}`,
+    tagger && `wd14-tagger:${basename(resolve(opts.model!))}`,
+  ]
+    .filter(Boolean)
+    .join("+");
   try {
-    const { batch, size } = tagger.info;
+    const batch = Math.min(tagger?.info.batch ?? Infinity, captioner?.info.batch ?? Infinity);
     let done = 0;
     for (let i = 0; i < todo.length; i += batch) {
       const group = todo.slice(i, i + batch);
-      const pixels: Uint8Array[] = [];
+      const tagPixels: Uint8Array[] = [];
+      const capPixels: Uint8Array[] = [];
       const ok: FoundImage[] = [];
       for (const image of group) {
         try {
-          pixels.push(await loadSquareRgb(image.path, size));
+          const t = tagger && (await loadSquareRgb(image.path, tagger.info.size));
+          const c = captioner && (await loadProcessedRgb(image.path, captioner.info.config.image));
+          if (t) tagPixels.push(t);
+          if (c) capPixels.push(c);
           ok.push(image);
         } catch (err) {
           const r = results.get(image.path)!;
           r.action = "failed";
           r.error = (err as Error).message;
-          onEvent({ type: "warning", message: `skipped ${r.error}` });
+          warn(`skipped ${r.error}`);
         }
       }
-      const scores = ok.length > 0 ? await tagger.predict(pixels) : [];
+      let scores: Float32Array[] = [];
+      let sentences: Caption[] = [];
+      try {
+        if (tagger && ok.length > 0) scores = await tagger.predict(tagPixels);
+        if (captioner && ok.length > 0) sentences = await captioner.caption(capPixels);
+      } catch (err) {
+        // A model failing on one batch (e.g. a provider running out of memory) fails those pictures only.
+        for (const image of ok) {
+          const r = results.get(image.path)!;
+          r.action = "failed";
+          r.error = `${image.relPath}: ${(err as Error).message}`;
+        }
+        warn(`batch of ${ok.length} failed: ${(err as Error).message}`);
+        ok.length = 0;
+      }
       for (const [n, image] of ok.entries()) {
-        const tags = selectTags(scores[n], tagger.info.tags, tagOpts);
+        const tags = tagger ? selectTags(scores[n], tagger.info.tags, tagOpts) : [];
+        const sentence = captioner ? sentences[n].text : undefined;
         const caption = composeCaption(
-          tags.map((t) => t.text),
+          [...(sentence ? [sentence] : []), ...tags.map((t) => t.text)],
           prefix,
           suffix,
         );
         const r = results.get(image.path)!;
-        r.tags = tags;
+        if (tagger) r.tags = tags;
+        if (captioner) r.sentence = sentence;
         r.caption = caption;
         const state = states.get(image.path)!;
         const same = r.previous !== undefined && captionHash(r.previous) === captionHash(caption);
@@ -183,7 +230,8 @@ export async function autoLabel(
       onEvent({ type: "progress", done, total: todo.length });
     }
   } finally {
-    await tagger.release();
+    await tagger?.release();
+    await captioner?.release();
   }
 
   const list = images.map((image) => results.get(image.path)!);
@@ -194,7 +242,7 @@ export async function autoLabel(
     target: store instanceof CsvStore ? store.csvPath : `sidecar files (${opts.captionExtension ?? ".txt"})`,
     format: opts.format,
     dryRun: opts.dryRun ?? false,
-    model: {
+    model: tagger && {
       path: tagger.info.modelPath,
       size: tagger.info.size,
       layout: tagger.info.layout,
@@ -203,10 +251,50 @@ export async function autoLabel(
       provider: tagger.info.provider,
       sigmoidApplied: tagger.appliesSigmoid,
     },
+    captioner: captioner && {
+      path: captioner.info.encoderPath,
+      decoder: captioner.info.decoderPath,
+      decoderKind: captioner.info.decoderKind,
+      kvCache: captioner.info.kvCache,
+      modelType: captioner.info.modelType,
+      width: captioner.info.config.image.width,
+      height: captioner.info.config.image.height,
+      numBeams: captioner.info.generation.numBeams,
+      maxNewTokens: maxNewTokensOf(captioner.info.generation),
+      batch: captioner.info.batch,
+      provider: captioner.info.provider,
+    },
     images: list,
     counts,
     skippedFiles: discovery.skipped,
   };
+}
+
+/** Loads the requested models; the first one is released again when the second fails to load. */
+async function loadModels(
+  opts: AutoLabelOptions,
+  warn: (message: string) => void,
+): Promise<{ tagger?: WdTagger; captioner?: Captioner }> {
+  const tagger =
+    opts.model === undefined
+      ? undefined
+      : await WdTagger.load(resolve(opts.model), {
+          ...opts.tagger,
+          onMessage: opts.tagger?.onMessage ?? warn,
+        });
+  try {
+    const captioner =
+      opts.captioner === undefined
+        ? undefined
+        : await Captioner.load(resolve(opts.captioner), {
+            ...opts.captionerOptions,
+            onMessage: opts.captionerOptions?.onMessage ?? warn,
+          });
+    return { tagger, captioner };
+  } catch (err) {
+    await tagger?.release();
+    throw err;
+  }
 }
 
 function resolveOutput(input: string, output: string | undefined): string {

@@ -1,8 +1,10 @@
 /**
- * `pnpm auto-label --input DIR --model TAGGER_DIR [--output DIR/metadata.csv | --format txt]`: captions for a
- * folder of pictures from a WD14-style tagger (see ../autolabel/run.ts). A person's captions are kept unless
- * --overwrite; --dry-run shows the captions without writing; --json prints the whole report on stdout.
- * Failures are one line on stderr (or {"error": ...} with --json) and exit code 1.
+ * `pnpm auto-label --input DIR [--captioner DIR] [--tagger DIR] [--output DIR/metadata.csv | --format txt]`:
+ * captions for a folder of pictures from an image-to-text captioner, a WD14-style tagger, or both
+ * ("caption, tag1, tag2"; see ../autolabel/run.ts). `--model` is the tagger's older spelling. A person's
+ * captions are kept unless --overwrite; --dry-run shows the captions without writing; --json prints the whole
+ * report on stdout. Unreadable pictures are listed; failures are one line on stderr (or {"error": ...} with
+ * --json) and exit code 1.
  */
 import cliProgress from "cli-progress";
 import { Command, InvalidArgumentError, Option } from "commander";
@@ -10,7 +12,14 @@ import { type AutoLabelEvent, type AutoLabelReport, autoLabel } from "../autolab
 
 interface CliOptions {
   input: string;
-  model: string;
+  model?: string;
+  tagger?: string;
+  captioner?: string;
+  numBeams?: number;
+  maxNewTokens?: number;
+  minNewTokens?: number;
+  blockRepeatNgrams?: number;
+  repetitionPenalty?: number;
   output?: string;
   format: "csv" | "txt";
   captionExtension: string;
@@ -44,12 +53,44 @@ const positiveInt = (v: string) => {
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("expected a positive integer");
   return n;
 };
+const nonNegativeInt = (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError("expected an integer >= 0");
+  return n;
+};
+const penalty = (v: string) => {
+  const n = Number(v);
+  if (!(n > 0)) throw new InvalidArgumentError("expected a positive number (1 = off)");
+  return n;
+};
 
 export function buildProgram(run: (o: CliOptions) => Promise<void>): Command {
   return new Command("auto-label")
-    .description("Caption a folder of pictures with a WD14-style tagger (model.onnx + selected_tags.csv)")
+    .description(
+      "Caption a folder of pictures with an image-to-text captioner (--captioner), a WD14-style tagger " +
+        '(--tagger), or both: then each caption is "caption, tag1, tag2" (prefix first, suffix last)',
+    )
     .requiredOption("--input <dir>", "folder of pictures (flat and/or kohya N_name folders)")
-    .requiredOption("--model <dir>", "tagger folder with model.onnx and selected_tags.csv")
+    .option(
+      "--captioner <dir>",
+      "captioner folder in the Hugging Face optimum ONNX layout: config.json, preprocessor_config.json, " +
+        "tokenizer.json, onnx/encoder_model.onnx, onnx/decoder_model.onnx (e.g. a ViT-GPT2 export)",
+    )
+    .option("--tagger <dir>", "tagger folder with model.onnx and selected_tags.csv")
+    .addOption(new Option("--model <dir>", "same as --tagger").hideHelp())
+    .option("--num-beams <n>", "captioner: beam search width (1 = greedy; default: the model's)", positiveInt)
+    .option(
+      "--max-new-tokens <n>",
+      "captioner: at most this many tokens (default: the model's max_length - 1)",
+      positiveInt,
+    )
+    .option("--min-new-tokens <n>", "captioner: no end of caption before this many tokens", nonNegativeInt)
+    .option(
+      "--block-repeat-ngrams <n>",
+      "captioner: never repeat an n-gram of this size (transformers' no_repeat_ngram_size; 0 = off)",
+      nonNegativeInt,
+    )
+    .option("--repetition-penalty <x>", "captioner: penalty for tokens already used (1 = off)", penalty)
     .option("--output <file>", "metadata.csv to write (default: <input>/metadata.csv)")
     .addOption(
       new Option("--format <format>", "captions in one CSV or in sidecar files")
@@ -110,12 +151,30 @@ async function runCli(o: CliOptions): Promise<void> {
       process.stderr.write(`warning: ${e.message}\n`);
     }
   };
+  if (o.tagger !== undefined && o.model !== undefined && o.tagger !== o.model)
+    throw new Error("--model is the older name of --tagger: give one of them");
+  const tagger = o.tagger ?? o.model;
+  if (tagger === undefined && o.captioner === undefined)
+    throw new Error("give --captioner DIR, --tagger DIR, or both (see --help)");
   let report: AutoLabelReport;
   try {
     report = await autoLabel(
       {
         input: o.input,
-        model: o.model,
+        model: tagger,
+        captioner: o.captioner,
+        captionerOptions: {
+          generation: {
+            numBeams: o.numBeams,
+            maxNewTokens: o.maxNewTokens,
+            minNewTokens: o.minNewTokens,
+            noRepeatNgramSize: o.blockRepeatNgrams,
+            repetitionPenalty: o.repetitionPenalty,
+          },
+          batchSize: o.batchSize,
+          executionProvider: o.provider,
+          threads: o.threads,
+        },
         format: o.format,
         output: o.output,
         captionExtension: o.captionExtension.startsWith(".") ? o.captionExtension : `.${o.captionExtension}`,
@@ -166,7 +225,17 @@ function newBar(): cliProgress.SingleBar {
 export function formatReport(r: AutoLabelReport): string {
   const lines: string[] = [];
   const m = r.model;
-  lines.push(`model: ${m.path} (${m.layout} ${m.size}px, ${m.tags} tags, batch ${m.batch}, ${m.provider})`);
+  const c = r.captioner;
+  if (c) {
+    const decoding = c.numBeams > 1 ? `beam search ${c.numBeams}` : "greedy";
+    lines.push(
+      `captioner: ${c.path} (${c.modelType}, ${c.width}x${c.height}px, ${decoding}, <= ${c.maxNewTokens} tokens, ${c.decoderKind} decoder${c.kvCache ? " + KV cache" : ""}, ${c.provider})`,
+    );
+  }
+  if (m)
+    lines.push(
+      `tagger: ${m.path} (${m.layout} ${m.size}px, ${m.tags} tags, batch ${m.batch}, ${m.provider})`,
+    );
   for (const img of r.images) {
     const what =
       img.action === "failed"
@@ -177,12 +246,15 @@ export function formatReport(r: AutoLabelReport): string {
     lines.push(`${img.action.padEnd(11)} ${img.image}: ${what}`);
   }
   for (const s of r.skippedFiles) lines.push(`skipped     ${s.path}: ${s.reason}`);
-  const c = r.counts;
+  const n = r.counts;
   lines.push(
     `${r.dryRun ? "dry run, nothing written; would have: " : `${r.target}: `}` +
-      `${c.written} new, ${c.replaced} replaced, ${c.overwritten} overwritten, ${c.unchanged} unchanged, ` +
-      `${c.kept} kept, ${c.failed} unreadable`,
+      `${n.written} new, ${n.replaced} replaced, ${n.overwritten} overwritten, ${n.unchanged} unchanged, ` +
+      `${n.kept} kept, ${n.failed} failed`,
   );
+  const failed = r.images.filter((img) => img.action === "failed");
+  if (failed.length > 0)
+    lines.push(`failed pictures (listed above): ${failed.map((f) => f.image).join(", ")}`);
   return `${lines.join("\n")}\n`;
 }
 

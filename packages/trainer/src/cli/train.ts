@@ -98,7 +98,7 @@ export async function main(argv: string[]): Promise<number> {
       est.method === "measured"
         ? `(one step measured on ${est.bucket.join("x")}, batch ${config.batch_size}; memory = peak RSS of the measurement)`
         : `(memory: upper bound from the ${est.bucket.join("x")} step graph; time not measured)`;
-    process.stdout.write(`${lines.join("\n")}\n${how}\n`);
+    process.stdout.write(`${est.training}\n${lines.join("\n")}\n${how}\n`);
     return 0;
   }
   const progress = consoleProgress();

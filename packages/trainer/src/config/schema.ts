@@ -107,7 +107,8 @@ export const configSchema = z.strictObject({
   lr_warmup_steps: z.number().nonnegative().default(0),
   lr_scheduler_num_cycles: positiveInt.default(1),
   unet_lr: z.number().positive().optional(),
-  text_encoder_lr: z.number().positive().optional(),
+  /** 0 keeps the text-encoder LoRA fixed (its parameters stay at their initial no-op values). */
+  text_encoder_lr: z.number().nonnegative().optional(),
   train_text_encoder: z.boolean().default(false),
   conv_rank: positiveInt.optional(),
   conv_alpha: z.number().positive().optional(),

@@ -4,7 +4,7 @@
  * inference graphs over in-memory weights.
  */
 
-import type { ClipTextConfig, ClipTokenizer, HostTensor } from "@lora-studio/engine";
+import type { ClipTextConfig, ClipTokenizer, HostTensor, VaeConfig } from "@lora-studio/engine";
 import {
   buildClipTextGraph,
   buildUNetGraph,
@@ -55,38 +55,50 @@ export function cosine(a: Float32Array, b: Float32Array): number {
   return ab / Math.sqrt(aa * bb);
 }
 
-export async function encodeMeans(
+/** The encoder's posterior (mean and log-variance, unscaled latents) of each picture. */
+export async function encodeMoments(
   vae: StateMap,
   images: Float32Array[],
   threads?: number,
-): Promise<Float32Array[]> {
+  cfg: VaeConfig = DEMO_VAE,
+): Promise<{ mean: Float32Array; logvar: Float32Array }[]> {
   const size = DEMO_IMAGE_SIZE;
-  const { graph } = buildVaeEncoderGraph(DEMO_VAE, memoryWeights(vae), {
+  const { graph } = buildVaeEncoderGraph(cfg, memoryWeights(vae), {
     batch: 1,
     height: size,
     width: size,
   });
   const session = await Session.create(graph, { intraOpThreads: threads, onMessage: () => {} });
   try {
-    const out: Float32Array[] = [];
-    for (const img of images)
-      out.push(
-        (await session.run({ sample: f32([1, 3, size, size], img) }, ["mean"])).mean.data as Float32Array,
-      );
+    const out: { mean: Float32Array; logvar: Float32Array }[] = [];
+    for (const img of images) {
+      const r = await session.run({ sample: f32([1, 3, size, size], img) });
+      out.push({ mean: r.mean.data as Float32Array, logvar: r.logvar.data as Float32Array });
+    }
     return out;
   } finally {
     await session.release();
   }
 }
 
+export async function encodeMeans(
+  vae: StateMap,
+  images: Float32Array[],
+  threads?: number,
+  cfg: VaeConfig = DEMO_VAE,
+): Promise<Float32Array[]> {
+  return (await encodeMoments(vae, images, threads, cfg)).map((m) => m.mean);
+}
+
 export async function reconstructionMse(
   vae: StateMap,
   images: Float32Array[],
   threads?: number,
+  cfg: VaeConfig = DEMO_VAE,
 ): Promise<number> {
-  const means = await encodeMeans(vae, images, threads);
+  const means = await encodeMeans(vae, images, threads, cfg);
   const l = DEMO_LATENT_SIZE;
-  const { graph } = buildVaeDecoderGraph(DEMO_VAE, memoryWeights(vae), { batch: 1, height: l, width: l });
+  const { graph } = buildVaeDecoderGraph(cfg, memoryWeights(vae), { batch: 1, height: l, width: l });
   const session = await Session.create(graph, { intraOpThreads: threads, onMessage: () => {} });
   let sum = 0;
   let n = 0;

@@ -5,6 +5,8 @@
  * - VAE: x -> encoder -> (mean, logvar) -> z = mean + exp(logvar / 2) * noise -> decoder; loss = mean squared
  *   reconstruction error + klWeight * mean KL(q(z|x) || N(0, 1)) per latent element (the LDM autoencoder objective
  *   without its perceptual and adversarial terms, which a 64 px demo codec does not need).
+ * - VAE decoder only: latents -> post_quant_conv + decoder; loss = mean squared reconstruction error (the encoder,
+ *   and so the latent space the UNet was trained on, stays as it is).
  * - UNet: epsilon prediction on noised latents with the text embeddings as context; loss = mean squared error
  *   + meanWeight * squared error of the per-channel spatial means.
  */
@@ -88,6 +90,20 @@ export function vaeTrainGraph(
     extra.guide = guide;
   }
   return finish(b, loss, w.shapes, extra);
+}
+
+/**
+ * Inputs: `latents` [B, 4, S/8, S/8] (unscaled, as the encoder gives them), `image` [B, 3, S, S] in [-1, 1], `lr`.
+ * Outputs: `loss` plus the training state (post_quant_conv and decoder weights only).
+ */
+export function vaeDecoderTrainGraph(cfg: VaeConfig, batch: number, size: number): FullFineTuneGraph {
+  const b = new GraphBuilder("demo_vae_decoder_train");
+  const w = graphInputWeights();
+  const ctx = new ModuleContext(b, w);
+  const f = 2 ** (cfg.block_out_channels.length - 1);
+  const z = b.input("latents", "float32", [batch, cfg.latent_channels, size / f, size / f]);
+  const x = b.input("image", "float32", [batch, cfg.out_channels, size, size]);
+  return finish(b, meanSquare(sub(vaeDecodeLatents(ctx, z, cfg), x)), w.shapes, {});
 }
 
 /**

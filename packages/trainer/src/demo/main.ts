@@ -4,18 +4,23 @@
  *  2. trains the LoRA of configs/demo.yaml against the shipped tiny base model, exactly as
  *     `pnpm train --config configs/demo.yaml` does (skipped when the LoRA exists, unless --retrain);
  *  3. renders the config's sample prompts with the base model alone and with the LoRA (same seeds) into
- *     runs/demo/before-after.png (top row before, bottom row after).
+ *     runs/demo/before-after.png (top row before, bottom row after), and prints how close each picture's
+ *     colours are to the training pictures' (style-score.ts), also written to runs/demo/style-score.json.
  */
 import { existsSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { atomicWriteFile } from "@lora-studio/prompt-lora";
+import sharp from "sharp";
 import { main as trainCli } from "../cli/train.ts";
 import { loadConfig } from "../config/load.ts";
 import type { TrainConfig } from "../config/schema.ts";
+import { parseCsv } from "../dataset/csv.ts";
 import { writeDemoDataset } from "./dataset.ts";
 import { renderBeforeAfter } from "./samples.ts";
+import { formatScores, type PromptScore, scorePrompts } from "./style-score.ts";
 
 const REPO = fileURLToPath(new URL("../../../../", import.meta.url));
 export const DEMO_CONFIG = join(REPO, "configs", "demo.yaml");
@@ -62,7 +67,7 @@ export async function runDemo(argv: string[]): Promise<number> {
   const out = join(dirname(config.output_dir), "before-after.png");
   await mkdir(dirname(out), { recursive: true });
   const prompts = config.sample_prompts;
-  await renderBeforeAfter({
+  const { before, after } = await renderBeforeAfter({
     base: config.base_model,
     loraDir: config.output_dir,
     loraName: config.output_name,
@@ -72,8 +77,25 @@ export async function runDemo(argv: string[]): Promise<number> {
     out,
   });
   process.stdout.write(`before/after: ${out} (top: base model, bottom: with the LoRA)\n`);
+  const scores = scorePrompts(prompts, before, after, await readTrainingPictures(dataDir));
+  process.stdout.write(`${formatScores(scores)}\n`);
+  await atomicWriteFile(
+    join(dirname(out), "style-score.json"),
+    `${JSON.stringify({ scores } satisfies { scores: PromptScore[] }, null, 2)}\n`,
+  );
   process.stdout.write(`LoRA for the WebUI: ${loraPath} (copy into models/Lora)\n`);
   return 0;
+}
+
+/** The dataset's pictures (8-bit RGB) with their captions, in metadata.csv order. */
+export async function readTrainingPictures(dir: string): Promise<{ caption: string; rgb: Uint8Array }[]> {
+  const rows = parseCsv(await readFile(join(dir, "metadata.csv"), "utf8")).slice(1);
+  const out: { caption: string; rgb: Uint8Array }[] = [];
+  for (const [file, caption] of rows) {
+    const raw = await sharp(join(dir, file)).removeAlpha().raw().toBuffer();
+    out.push({ caption, rgb: new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength) });
+  }
+  return out;
 }
 
 if (process.argv[1]?.endsWith("demo/main.ts")) {

@@ -1,11 +1,14 @@
 /**
  * Before/after pictures for the demo: each prompt rendered by the engine's txt2img pipeline on the base model
  * alone and with the trained LoRA (`<lora:NAME:1>` resolved in the output folder, as the WebUI would), with the
- * same seed, sampler and guidance, composed into one grid PNG: top row before, bottom row after.
+ * same seed, sampler, steps and guidance, composed into one grid PNG: top row before, bottom row after. The
+ * 64 px pictures are enlarged (Lanczos) to `cellSize` so the grid is readable at a glance, and captioned with
+ * the whole prompt.
  */
 import { dirname, join } from "node:path";
 import { composeGrid, type GridCell, renderPrompt, SdModel, Txt2ImgPipeline } from "@lora-studio/engine";
 import { atomicWriteFile } from "@lora-studio/prompt-lora";
+import sharp from "sharp";
 
 export interface BeforeAfterOptions {
   /** Base checkpoint (single file; its tokenizer/ folder sits next to it). */
@@ -18,9 +21,25 @@ export interface BeforeAfterOptions {
   out: string;
   steps?: number;
   cfg?: number;
+  /** Side of each picture in the grid, px (default 192: the 64 px renders x 3). */
+  cellSize?: number;
 }
 
-/** Renders the grid and returns the 8-bit RGB pictures (before[i], after[i]) for callers that inspect them. */
+/** The settings every before/after picture is rendered with (the same for both rows). */
+export const BEFORE_AFTER_SAMPLING = { sampler: "DDIM", steps: 30, cfg: 5 } as const;
+
+async function enlarge(rgb: Uint8Array, size: number, to: number): Promise<Uint8Array> {
+  if (to === size) return rgb;
+  const out = await sharp(Buffer.from(rgb.buffer, rgb.byteOffset, rgb.byteLength), {
+    raw: { width: size, height: size, channels: 3 },
+  })
+    .resize(to, to, { kernel: "lanczos3" })
+    .raw()
+    .toBuffer();
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+/** Renders the grid and returns the 8-bit RGB pictures (before[i], after[i]) at render size for callers that inspect them. */
 export async function renderBeforeAfter(
   o: BeforeAfterOptions,
 ): Promise<{ before: Uint8Array[]; after: Uint8Array[] }> {
@@ -39,9 +58,9 @@ export async function renderBeforeAfter(
           strictLoras: true,
           width: o.size,
           height: o.size,
-          steps: o.steps ?? 25,
-          cfg: o.cfg ?? 5,
-          sampler: "DDIM",
+          steps: o.steps ?? BEFORE_AFTER_SAMPLING.steps,
+          cfg: o.cfg ?? BEFORE_AFTER_SAMPLING.cfg,
+          sampler: BEFORE_AFTER_SAMPLING.sampler,
           seed: o.seed,
         })
       ).images[0].rgb;
@@ -49,16 +68,26 @@ export async function renderBeforeAfter(
     const after: Uint8Array[] = [];
     for (const p of o.prompts) before.push(await render(p));
     for (const p of o.prompts) after.push(await render(`${p} <lora:${o.loraName}:1>`));
-    const cells: GridCell[] = [
-      ...o.prompts.map((p, i) => ({
-        rgb: before[i],
-        width: o.size,
-        height: o.size,
-        caption: `before: ${p}`,
-      })),
-      ...o.prompts.map((p, i) => ({ rgb: after[i], width: o.size, height: o.size, caption: `after: ${p}` })),
-    ];
-    const png = await composeGrid(cells, { columns: o.prompts.length, fontSize: 9, captionLines: 4 });
+    const cell = o.cellSize ?? 3 * o.size;
+    const cells: GridCell[] = [];
+    for (const [row, label] of [
+      [before, "before (base model)"],
+      [after, "after (+ LoRA)"],
+    ] as const)
+      for (const [i, p] of o.prompts.entries())
+        cells.push({
+          rgb: await enlarge(row[i], o.size, cell),
+          width: cell,
+          height: cell,
+          caption: `${label}: ${p}`,
+        });
+    const png = await composeGrid(cells, {
+      columns: o.prompts.length,
+      gap: 8,
+      fontSize: 14,
+      captionLines: 3,
+      texts: { Description: "lora-studio demo: top row base model, bottom row base model + LoRA" },
+    });
     await atomicWriteFile(o.out, png);
     return { before, after };
   } finally {

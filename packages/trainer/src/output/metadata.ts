@@ -102,6 +102,8 @@ export function trainingMetadata(input: TrainingMetadataInput): Record<string, s
     ss_learning_rate: pyFloat(c.learning_rate),
     ss_text_encoder_lr: pyOptional(textEncoderLr, pyFloat),
     ss_unet_lr: pyOptional(c.unet_lr, pyFloat),
+    // kohya's --network_train_unet_only: True when only the UNet LoRA is trained (no lora_te_* keys).
+    ss_network_train_unet_only: pyBool(!c.train_text_encoder),
     ss_num_train_images: pyInt(d.numTrainImages),
     ss_num_reg_images: "0",
     ss_num_batches_per_epoch: pyInt(d.numBatchesPerEpoch),

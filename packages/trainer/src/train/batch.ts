@@ -2,7 +2,7 @@
  * Building the feeds of one micro-step: the batch's cached latents (flipped per a seeded coin with flip_aug),
  * noise (+ kohya's noise offset), timesteps uniform in [0, T), the noised latents (DDPM add_noise), the target
  * (noise, or velocity for v-prediction models), min-SNR-gamma weights, and the text embeddings of the processed
- * captions. Every random draw comes from randomness.ts, keyed by (seed, micro-step).
+ * captions (or, with train_text_encoder, their token ids: the step graph runs the encoder itself). Every random draw comes from randomness.ts, keyed by (seed, micro-step).
  */
 
 import {
@@ -29,6 +29,8 @@ export interface BatchContext {
   noiseOffset: number;
   minSnrGamma?: number;
   captions: CaptionProcessing;
+  /** train_text_encoder: feed `input_ids` [B, seqLen] int64 instead of `encoder_hidden_states`. */
+  tokenIds?: boolean;
 }
 
 export interface PreparedBatch {
@@ -74,21 +76,26 @@ export async function prepareBatch(
       : new Float32Array(n).fill(1);
   const seq = ctx.embedder.seqLen;
   const width = ctx.embedder.width;
-  const context = new Float32Array(n * seq * width);
-  for (const [i, idx] of batch.items.entries()) {
-    const caption = fixed
-      ? ctx.images[idx].caption
-      : processCaption(ctx.images[idx].caption, ctx.captions, captionRng);
-    context.set(await ctx.embedder.embed(caption), i * seq * width);
-  }
-  return {
-    timesteps,
-    feeds: {
-      sample: f32([n, c, h, w], noisy),
-      timestep: f32([n], Float32Array.from(timesteps)),
-      encoder_hidden_states: f32([n, seq, width], context),
-      target: f32([n, c, h, w], target),
-      loss_weight: f32([n], weights),
-    },
+  const captions = batch.items.map((idx) =>
+    fixed ? ctx.images[idx].caption : processCaption(ctx.images[idx].caption, ctx.captions, captionRng),
+  );
+  const feeds: Record<string, HostTensor> = {
+    sample: f32([n, c, h, w], noisy),
+    timestep: f32([n], Float32Array.from(timesteps)),
+    target: f32([n, c, h, w], target),
+    loss_weight: f32([n], weights),
   };
+  if (ctx.tokenIds) {
+    const ids = new BigInt64Array(n * seq);
+    captions.forEach((caption, i) => {
+      ids.set(ctx.embedder.tokenIds(caption), i * seq);
+    });
+    feeds.input_ids = { dtype: "int64", shape: [n, seq], data: ids };
+  } else {
+    const context = new Float32Array(n * seq * width);
+    for (const [i, caption] of captions.entries())
+      context.set(await ctx.embedder.embed(caption), i * seq * width);
+    feeds.encoder_hidden_states = f32([n, seq, width], context);
+  }
+  return { timesteps, feeds };
 }

@@ -1,7 +1,7 @@
 /**
  * What a save writes:
  *  - the LoRA in kohya's layout (prompt-lora's writeAdapter: `lora_unet_<path>.lora_down.weight`, `.lora_up.weight`,
- *    `.alpha`) in save_precision, with the ss_* / modelspec.* metadata of trainer-data's output module and
+ *    `.alpha`, and `lora_te_<path>.*` for a trained text encoder) in save_precision, with the ss_* / modelspec.* metadata of trainer-data's output module and
  *    sshs_model_hash (computed over exactly the tensor list writeAdapter lays out);
  *  - the training state: every state tensor of the step graph (LoRA parameters, optimizer moments, counters), the
  *    per-step loss history, and a JSON record (step, micro-step, data-order position, seed, run identity). All
@@ -29,6 +29,8 @@ export type SavePrecision = "float" | "fp16" | "bf16";
 const DTYPE_OF: Record<SavePrecision, "F32" | "F16" | "BF16"> = { float: "F32", fp16: "F16", bf16: "BF16" };
 
 export interface SavedModule {
+  /** "unet" (lora_unet_*) or "te" (the text encoder with train_text_encoder, lora_te_*). */
+  component: "unet" | "te";
   info: LoraModuleInfo;
   alpha: number;
   layer: "linear" | "conv";
@@ -49,7 +51,7 @@ export async function saveLora(
     const up = state.get(m.info.upState);
     if (!down || !up) throw new Error(`training state has no ${m.info.downState} / ${m.info.upState}`);
     return {
-      component: "unet",
+      component: m.component,
       path: m.info.path,
       kind: "lora",
       layer: m.layer,
@@ -63,7 +65,7 @@ export async function saveLora(
   });
   // The same tensor list writeAdapter lays out (names, order, dtype), for the data-section hash.
   const layout: TensorToWrite[] = adapterModules.flatMap((m) => {
-    const base = kohyaName("unet", m.path);
+    const base = kohyaName(m.component, m.path);
     return [
       {
         name: `${base}.lora_down.weight`,
@@ -168,5 +170,27 @@ export async function loadTrainState(
     return { state, losses, record };
   } finally {
     await file.close();
+  }
+}
+
+/** Refuses a saved state whose tensor names, shapes or dtypes differ from what this model/config needs. */
+export function checkStateMatches(
+  file: string,
+  fresh: Map<string, HostTensor>,
+  saved: Map<string, HostTensor>,
+): void {
+  const problems: string[] = [];
+  for (const [name, t] of fresh) {
+    const s = saved.get(name);
+    if (!s) problems.push(`missing ${name}`);
+    else if (s.shape.join(",") !== t.shape.join(",") || s.dtype !== t.dtype)
+      problems.push(`${name}: saved ${s.dtype}[${s.shape}], needed ${t.dtype}[${t.shape}]`);
+  }
+  for (const name of saved.keys()) if (!fresh.has(name)) problems.push(`unexpected ${name}`);
+  if (problems.length > 0) {
+    throw new ResumeError(
+      file,
+      `the saved state does not fit this model/config: ${problems.slice(0, 5).join("; ")}`,
+    );
   }
 }

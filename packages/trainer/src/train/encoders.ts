@@ -101,12 +101,16 @@ export async function cacheLatents(
   };
 }
 
-/** The frozen CLIP text encoder, batch 1, with a per-caption cache (used when captions are static). */
+/**
+ * The frozen CLIP text encoder, batch 1, with a per-caption cache (used when captions are static); and the
+ * captions' token ids, which the joint step graphs take instead of embeddings when the text encoder is trained
+ * (then no encoder session is made: `encode: false`).
+ */
 export class TextEmbedder {
   private readonly cache = new Map<string, Float32Array>();
   private constructor(
     private readonly base: BaseModel,
-    private readonly session: Session,
+    private readonly session: Session | undefined,
     readonly seqLen: number,
     readonly width: number,
     private readonly cacheable: boolean,
@@ -114,29 +118,42 @@ export class TextEmbedder {
 
   static async create(
     base: BaseModel,
-    o: { clipSkip: number; cacheable: boolean; session: SessionOptions },
+    o: { clipSkip: number; cacheable: boolean; session: SessionOptions; encode?: boolean },
   ): Promise<TextEmbedder> {
     const seqLen = 77;
+    const width = base.checkpoint.textEncoder.hidden_size;
+    if (o.encode === false) return new TextEmbedder(base, undefined, seqLen, width, false);
     const { graph } = buildClipTextGraph(base.checkpoint.textEncoder, base.checkpoint.weights.textEncoder, {
       batch: 1,
       seqLen,
       clipSkip: o.clipSkip,
     });
     const session = await Session.create(graph, o.session);
-    return new TextEmbedder(base, session, seqLen, base.checkpoint.textEncoder.hidden_size, o.cacheable);
+    return new TextEmbedder(base, session, seqLen, width, o.cacheable);
   }
 
   get cachedCount(): number {
     return this.cache.size;
   }
 
+  /** Whether embed() works (false for a tokens-only embedder). */
+  get encodes(): boolean {
+    return this.session !== undefined;
+  }
+
+  /** The [seqLen] token ids of one caption (BOS, tokens, EOS, padding), as the encoder's input. */
+  tokenIds(caption: string): BigInt64Array {
+    const ids = this.base.tokenizer.encode(caption, { maxLength: this.seqLen }).inputIds;
+    return BigInt64Array.from(ids.map(BigInt));
+  }
+
   /** [seqLen, width] embeddings of one caption. */
   async embed(caption: string): Promise<Float32Array> {
     const hit = this.cache.get(caption);
     if (hit) return hit;
-    const ids = this.base.tokenizer.encode(caption, { maxLength: this.seqLen }).inputIds;
+    if (!this.session) throw new Error("TextEmbedder: created with encode: false (token ids only)");
     const r = await this.session.run({
-      input_ids: { dtype: "int64", shape: [1, this.seqLen], data: BigInt64Array.from(ids.map(BigInt)) },
+      input_ids: { dtype: "int64", shape: [1, this.seqLen], data: this.tokenIds(caption) },
     });
     const out = r.out.data as Float32Array;
     if (this.cacheable) this.cache.set(caption, out);
@@ -144,6 +161,6 @@ export class TextEmbedder {
   }
 
   async release(): Promise<void> {
-    await this.session.release();
+    await this.session?.release();
   }
 }

@@ -18,8 +18,8 @@ import type { TrainConfig } from "../config/schema.ts";
 import type { DataPlan } from "../dataset/plan.ts";
 import { openBaseModel } from "./base-model.ts";
 import { DEFAULT_GRAPH_OPTIMIZATION, optimizerConfig, sessionOptions } from "./setup.ts";
-import { runStep, StepGraphs } from "./step-graphs.ts";
-import { unetLoraRanks } from "./targets.ts";
+import { learningRateFeeds, runStep, StepGraphs, teModulesOf } from "./step-graphs.ts";
+import { textEncoderLoraRanks, trainingSummary, unetLoraRanks } from "./targets.ts";
 
 export interface StepEstimate {
   secondsPerStep?: number;
@@ -28,6 +28,8 @@ export interface StepEstimate {
   method: "measured" | "graph bound";
   bucket: [number, number];
   note?: string;
+  /** What is trained: modules per component and their learning rates (trainingSummary). */
+  training: string;
 }
 
 export function graphMemoryBound(graph: Graph): number {
@@ -49,8 +51,16 @@ export async function estimateStep(
 ): Promise<StepEstimate> {
   const largest = [...plan.buckets].sort((a, b) => b.bucket[0] * b.bucket[1] - a.bucket[0] * a.bucket[1])[0];
   const bucket = largest.bucket;
-  const base = await openBaseModel(config.base_model, { tokenizerDir: o.tokenizerDir });
+  const base = await openBaseModel(config.base_model, {
+    tokenizerDir: o.tokenizerDir,
+    // A one-off measurement: building the fp32 cache would cost more than the measurement itself.
+    checkpoint: { fp32Cache: false },
+  });
+  const teRanks = config.train_text_encoder
+    ? textEncoderLoraRanks(base.architecture.modules, config)
+    : undefined;
   const graphs = new StepGraphs(base, {
+    textEncoder: teRanks && { ranks: teRanks, clipSkip: config.clip_skip },
     ranks: unetLoraRanks(base.architecture.modules, config),
     optimizer: optimizerConfig(config),
     maxGradNorm: 1,
@@ -64,12 +74,16 @@ export async function estimateStep(
   });
   try {
     const g = await graphs.get(bucket, config.batch_size);
+    const teModules = teModulesOf(g.info);
+    const training = trainingSummary(config, g.info.modules.length, teModules.length);
     const bound = graphMemoryBound(g.info.graph);
-    if (o.measure === false) return { memoryBytes: bound, method: "graph bound", bucket };
-    const state = initialTrainState(g.info.step, kohyaLoraInit(g.info.modules, config.seed));
-    const feeds: Record<string, HostTensor> = { lr: f32([], Float32Array.of(1e-4)) };
+    if (o.measure === false) return { memoryBytes: bound, method: "graph bound", bucket, training };
+    const state = initialTrainState(
+      g.info.step,
+      kohyaLoraInit([...g.info.modules, ...teModules], config.seed),
+    );
+    const feeds: Record<string, HostTensor> = learningRateFeeds(g.info, 1e-4, 1e-4);
     for (const name of g.session.inputNames) {
-      if (name.startsWith("state_in.") || name === "lr") continue;
       if (name.endsWith(".scale")) feeds[name] = f32([], Float32Array.of(1));
     }
     const f = base.vaeFactor;
@@ -78,7 +92,12 @@ export async function estimateStep(
     feeds.sample = f32([n, c, h, w], pseudoRandom(n * c * h * w));
     feeds.target = f32([n, c, h, w], pseudoRandom(n * c * h * w));
     feeds.timestep = f32([n], new Float32Array(n).fill(500));
-    feeds.encoder_hidden_states = f32([n, 77, ctx], pseudoRandom(n * 77 * ctx));
+    if (teRanks) {
+      // BOS, a few ordinary tokens, EOS, padding: the encoder's cost does not depend on the words.
+      const row = [49406, 320, 1125, 539, 49407, ...new Array<number>(72).fill(49407)];
+      const ids = BigInt64Array.from({ length: n * 77 }, (_, i) => BigInt(row[i % 77]));
+      feeds.input_ids = { dtype: "int64", shape: [n, 77], data: ids };
+    } else feeds.encoder_hidden_states = f32([n, 77, ctx], pseudoRandom(n * 77 * ctx));
     feeds.loss_weight = f32([n], new Float32Array(n).fill(1));
     const times: number[] = [];
     for (let i = 0; i < (o.steps ?? 3); i++) {
@@ -94,6 +113,7 @@ export async function estimateStep(
       memoryBytes: process.resourceUsage().maxRSS * 1024,
       method: "measured",
       bucket,
+      training,
     };
   } finally {
     await graphs.release();

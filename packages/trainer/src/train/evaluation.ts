@@ -3,8 +3,11 @@
  * fixed noise, through a forward-only UNet graph whose LoRA inputs are fed from the current training state.
  * The value only changes when the LoRA does, so a falling curve means learning, not a lucky timestep draw
  * (training losses jump with the random timestep). One session run per evaluation: the timesteps form the batch.
+ * With train_text_encoder the captions' embeddings come from a text-encoder graph fed the current text-encoder
+ * LoRA first (one more run).
  */
 import {
+  buildClipTextGraph,
   buildUNetGraph,
   type HostTensor,
   loraInputNames,
@@ -27,11 +30,13 @@ export class FixedBatchEvaluator {
     private readonly target: Float32Array,
     private readonly weights: Float32Array,
     private readonly modules: readonly SavedModule[],
+    /** The text encoder with LoRA inputs and the batch's token ids (train_text_encoder only). */
+    private readonly text?: { session: Session; ids: HostTensor },
   ) {}
 
   static async create(
     base: BaseModel,
-    config: Pick<TrainConfig, "batch_size" | "seed">,
+    config: Pick<TrainConfig, "batch_size" | "seed" | "clip_skip">,
     plan: DataPlan,
     ctx: BatchContext,
     modules: readonly SavedModule[],
@@ -57,26 +62,56 @@ export class FixedBatchEvaluator {
     };
     const sample = cat("sample");
     const [n, , h, w] = sample.shape;
-    const ranks = new Map(modules.map((m) => [m.info.path, m.info.rank] as [string, number]));
+    const ranksOf = (component: SavedModule["component"]) =>
+      new Map(
+        modules
+          .filter((m) => m.component === component)
+          .map((m) => [m.info.path, m.info.rank] as [string, number]),
+      );
     const { graph } = buildUNetGraph(base.checkpoint.unet, base.checkpoint.weights.unet, {
       batch: n,
       height: h,
       width: w,
-      lora: { component: "unet", ranks },
+      lora: { component: "unet", ranks: ranksOf("unet") },
     });
-    const session = await Session.create(graph, { ...sessionOptions, onMessage: () => {} });
-    const feeds = { sample, timestep: cat("timestep"), encoder_hidden_states: cat("encoder_hidden_states") };
-    return new FixedBatchEvaluator(session, feeds, cat("target").data, cat("loss_weight").data, modules);
+    const options = { ...sessionOptions, onMessage: () => {} };
+    const session = await Session.create(graph, options);
+    const feeds: Record<string, HostTensor> = { sample, timestep: cat("timestep") };
+    let text: { session: Session; ids: HostTensor } | undefined;
+    if (ctx.tokenIds) {
+      const ids = catIds(parts.map((p) => p.feeds.input_ids));
+      const te = buildClipTextGraph(base.checkpoint.textEncoder, base.checkpoint.weights.textEncoder, {
+        batch: n,
+        seqLen: ids.shape[1],
+        clipSkip: config.clip_skip,
+        lora: { component: "te", ranks: ranksOf("te") },
+      });
+      text = { session: await Session.create(te.graph, options), ids };
+    } else feeds.encoder_hidden_states = cat("encoder_hidden_states");
+    return new FixedBatchEvaluator(
+      session,
+      feeds,
+      cat("target").data,
+      cat("loss_weight").data,
+      modules,
+      text,
+    );
   }
 
   /** The weighted mean squared error of the UNet with the LoRA in `state` (scale alpha/rank). */
   async loss(state: ReadonlyMap<string, HostTensor>): Promise<number> {
     const f: Record<string, HostTensor> = { ...this.feeds };
+    const teFeeds: Record<string, HostTensor> = {};
     for (const m of this.modules) {
-      const names = loraInputNames("unet", m.info.path);
-      f[names.down] = copy(state.get(m.info.downState)!);
-      f[names.up] = copy(state.get(m.info.upState)!);
-      f[names.scale] = { dtype: "float32", shape: [], data: Float32Array.of(m.alpha / m.info.rank) };
+      const names = loraInputNames(m.component, m.info.path);
+      const into = m.component === "te" ? teFeeds : f;
+      into[names.down] = copy(state.get(m.info.downState)!);
+      into[names.up] = copy(state.get(m.info.upState)!);
+      into[names.scale] = { dtype: "float32", shape: [], data: Float32Array.of(m.alpha / m.info.rank) };
+    }
+    if (this.text) {
+      const r = await this.text.session.run({ ...teFeeds, input_ids: this.text.ids }, ["out"]);
+      f.encoder_hidden_states = r.out;
     }
     const out = (await this.session.run(f)).out.data as Float32Array;
     const per = out.length / this.weights.length;
@@ -89,9 +124,21 @@ export class FixedBatchEvaluator {
     return sum / this.weights.length;
   }
 
-  release(): Promise<void> {
-    return this.session.release();
+  async release(): Promise<void> {
+    await this.text?.session.release();
+    await this.session.release();
   }
+}
+
+/** Concatenates int64 [b, S] token-id tensors along the batch. */
+function catIds(tensors: HostTensor[]): HostTensor {
+  const data = new BigInt64Array(tensors.reduce((n, t) => n + t.data.length, 0));
+  let at = 0;
+  for (const t of tensors) {
+    data.set(t.data as BigInt64Array, at);
+    at += t.data.length;
+  }
+  return { dtype: "int64", shape: [data.length / tensors[0].shape[1], tensors[0].shape[1]], data };
 }
 
 /** State buffers may be transferred to the step worker later; the evaluation reads a copy. */

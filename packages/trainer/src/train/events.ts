@@ -18,7 +18,10 @@ export type TrainEvent =
       epoch: number;
       loss: number;
       lossAverage: number;
+      /** The UNet's learning rate (the only one without train_text_encoder). */
       lr: number;
+      /** The text encoder's learning rate (train_text_encoder only). */
+      lrTextEncoder?: number;
       itPerSec: number;
       etaSeconds: number;
       evalLoss?: number;

@@ -14,10 +14,16 @@ export function formatEta(seconds: number): string {
   return h > 0 ? `${h}h${String(m).padStart(2, "0")}m` : `${m}m${String(s % 60).padStart(2, "0")}s`;
 }
 
+/** "1.00e-4", or "1.00e-4 te 5.00e-5" when the text encoder is trained too. */
+function lrText(e: Extract<TrainEvent, { type: "step" }>): string {
+  const unet = e.lr.toExponential(2);
+  return e.lrTextEncoder === undefined ? unet : `${unet} te ${e.lrTextEncoder.toExponential(2)}`;
+}
+
 export function stepLine(e: Extract<TrainEvent, { type: "step" }>): string {
   return (
     `step ${e.step}/${e.totalSteps} epoch ${e.epoch} loss ${e.loss.toFixed(4)} avg ${e.lossAverage.toFixed(4)} ` +
-    `lr ${e.lr.toExponential(2)} ${e.itPerSec.toFixed(2)} it/s ETA ${formatEta(e.etaSeconds)}` +
+    `lr ${lrText(e)} ${e.itPerSec.toFixed(2)} it/s ETA ${formatEta(e.etaSeconds)}` +
     (e.evalLoss !== undefined ? ` eval ${e.evalLoss.toFixed(4)}` : "")
   );
 }
@@ -49,7 +55,7 @@ export function consoleProgress(
             epoch: e.epoch,
             loss: e.loss.toFixed(4),
             avg: e.lossAverage.toFixed(4),
-            lr: e.lr.toExponential(2),
+            lr: lrText(e),
             itps: e.itPerSec.toFixed(2),
             eta: formatEta(e.etaSeconds),
           });

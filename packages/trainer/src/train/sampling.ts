@@ -1,7 +1,8 @@
 /**
  * Sample images while training (sample_prompts + sample_every_n_steps), through the engine's txt2img pipeline
  * and kohya's sample-prompt syntax (`a cat --n blurry --w 512 --h 512 --d 42 --s 20 --l 7`): the LoRA being
- * trained is fed to the pipeline's adapter-input graphs, so one set of sessions serves every sample round. A round
+ * trained is fed to the pipeline's adapter-input graphs (text-encoder modules, with train_text_encoder, to its
+ * text-encoder graph), so one set of sessions serves every sample round. A round
  * runs before the first step (the "before" picture, as kohya's sample_at_first) and every N steps, and writes one
  * grid PNG per round: <output_dir>/samples/<output_name>-step<8 digits>.png.
  */
@@ -75,7 +76,7 @@ export class SampleRenderer {
       metadata: {},
       unknownKeys: [],
       modules: this.modules.map((m) => ({
-        component: "unet",
+        component: m.component,
         path: m.info.path,
         kind: "lora",
         layer: m.layer,

@@ -7,9 +7,11 @@ import { randomInt } from "node:crypto";
 import { existsSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import {
+  fp32CacheForProvider,
   type HostTensor,
   initialTrainState,
   kohyaLoraInit,
+  type LoraModuleInfo,
   type OpenCheckpointOptions,
   type OptimizerConfig,
   type SessionOptions,
@@ -25,12 +27,12 @@ import { KOHYA_TAGS, TensorBoardWriter } from "../logging/tensorboard.ts";
 import { datasetSummaryFromPlan, trainingMetadata } from "../output/metadata.ts";
 import { type BaseModel, openBaseModel } from "./base-model.ts";
 import type { BatchContext } from "./batch.ts";
-import { loadTrainState, ResumeError, type SavedModule } from "./checkpoint.ts";
+import { checkStateMatches, loadTrainState, ResumeError, type SavedModule } from "./checkpoint.ts";
 import { cacheLatents, TextEmbedder } from "./encoders.ts";
 import type { TrainEvent, TrainEventHandler } from "./events.ts";
 import { SampleRenderer } from "./sampling.ts";
-import { StepGraphs } from "./step-graphs.ts";
-import { moduleAlpha, unetLoraRanks } from "./targets.ts";
+import { StepGraphs, teModulesOf } from "./step-graphs.ts";
+import { moduleAlpha, textEncoderLoraRanks, trainingSummary, unetLoraRanks } from "./targets.ts";
 
 export interface TrainOptions {
   onEvent?: TrainEventHandler;
@@ -140,6 +142,8 @@ export function lossSettings(config: TrainConfig, totalSteps: number): Record<st
     keep_tokens: c.keep_tokens,
     caption_dropout_rate: c.caption_dropout_rate,
     clip_skip: c.clip_skip,
+    // Only when on, so states saved before the text encoder could be trained keep their fingerprint.
+    ...(c.train_text_encoder ? { train_text_encoder: true, text_encoder_lr: c.text_encoder_lr } : {}),
   };
 }
 
@@ -149,13 +153,11 @@ export async function setupRun(
   emit: (e: TrainEvent) => void,
 ): Promise<RunSetup> {
   const say = (message: string, level: "info" | "warn" = "info") => emit({ type: "log", level, message });
-  if (config.train_text_encoder) {
-    throw new Error(
-      "train_text_encoder: true is not supported yet (only the UNet LoRA is trained); set it to false",
+  if (config.mixed_precision === "fp16" && !gpuProvider(config.execution_provider)) {
+    say(
+      `mixed_precision: fp16 needs a GPU execution_provider (cuda, dml or coreml); with ${config.execution_provider} training runs in fp32`,
+      "warn",
     );
-  }
-  if (config.mixed_precision === "fp16" && config.execution_provider === "cpu") {
-    say("mixed_precision: fp16 has no effect on the CPU provider; training in fp32", "warn");
   }
   if (!config.cache_latents) {
     say(
@@ -191,9 +193,15 @@ export async function setupRun(
     startStep: resumed?.record.step ?? 0,
   });
 
+  // The fp32 weight cache (engine/models/loader/fp32-cache) halves peak memory for fp16 checkpoints on the CPU;
+  // GPU providers keep the 16-bit weights. The sample renderer opens the base again with the same options.
+  const checkpointOptions: OpenCheckpointOptions = {
+    fp32Cache: fp32CacheForProvider(config.execution_provider),
+    ...options.checkpointOptions,
+  };
   const base = await openBaseModel(config.base_model, {
     tokenizerDir: options.tokenizerDir,
-    checkpoint: options.checkpointOptions,
+    checkpoint: checkpointOptions,
   });
   const cleanups: (() => Promise<void>)[] = [() => base.checkpoint.close()];
   const release = async () => {
@@ -213,8 +221,13 @@ export async function setupRun(
       graphOptimizationLevel: options.graphOptimization ?? DEFAULT_GRAPH_OPTIMIZATION,
     };
     const ranks = unetLoraRanks(base.architecture.modules, config);
+    const teRanks = config.train_text_encoder
+      ? textEncoderLoraRanks(base.architecture.modules, config)
+      : undefined;
     const specs = new Map(
-      base.architecture.modules.filter((m) => m.component === "unet").map((m) => [m.path, m]),
+      base.architecture.modules
+        .filter((m) => m.component === "unet" || m.component === "te")
+        .map((m) => [`${m.component}:${m.path}`, m]),
     );
 
     mkdirSync(config.output_dir, { recursive: true });
@@ -226,8 +239,15 @@ export async function setupRun(
       session,
     });
     if (config.cache_latents_to_disk) say(`latent cache: ${latents.hits} reused, ${latents.misses} encoded`);
+    // A trained text encoder runs inside the step graphs (captions go in as token ids every step), so the
+    // frozen encoder and its embedding cache are not needed then.
     const cacheable = textEmbeddingsCacheable(config);
-    const embedder = await TextEmbedder.create(base, { clipSkip: config.clip_skip, cacheable, session });
+    const embedder = await TextEmbedder.create(base, {
+      clipSkip: config.clip_skip,
+      cacheable,
+      session,
+      encode: !config.train_text_encoder,
+    });
     cleanups.push(() => embedder.release());
     if (cacheable) for (const im of plan.images) await embedder.embed(im.caption);
 
@@ -239,17 +259,31 @@ export async function setupRun(
       gradientCheckpointing: config.gradient_checkpointing,
       session,
       worker: options.worker ?? true,
+      textEncoder: teRanks && { ranks: teRanks, clipSkip: config.clip_skip },
+      // fp16 only on a GPU provider: ORT's CPU runs fp16 through inserted Casts (slower, more memory).
+      computeDType:
+        config.mixed_precision === "fp16" && gpuProvider(config.execution_provider) ? "float16" : "float32",
     });
     cleanups.push(() => graphs.release());
     const firstBucket = plan.buckets[0].bucket;
     const first = await graphs.get(firstBucket, Math.min(config.batch_size, plan.buckets[0].samples));
-    const modules: SavedModule[] = first.info.modules.map((info) => {
-      const spec = specs.get(info.path);
-      if (!spec) throw new Error(`LoRA module ${info.path} is not in the model's module tree`);
-      return { info, alpha: moduleAlpha(spec, config), layer: spec.layer };
-    });
-    say(`LoRA: ${modules.length} UNet modules, rank ${config.lora_rank}, alpha ${config.lora_alpha}`);
-    const fresh = initialTrainState(first.info.step, kohyaLoraInit(first.info.modules, config.seed));
+    const teInfos = teModulesOf(first.info);
+    const saved = (component: SavedModule["component"], info: LoraModuleInfo): SavedModule => {
+      const spec = specs.get(`${component}:${info.path}`);
+      if (!spec) throw new Error(`LoRA module ${component}:${info.path} is not in the model's module tree`);
+      return { component, info, alpha: moduleAlpha(spec, config), layer: spec.layer };
+    };
+    // kohya's order: text-encoder modules first, then the UNet's.
+    const modules: SavedModule[] = [
+      ...teInfos.map((info) => saved("te", info)),
+      ...first.info.modules.map((info) => saved("unet", info)),
+    ];
+    say(trainingSummary(config, first.info.modules.length, teInfos.length));
+    // UNet modules keep their init seeds whether or not the text encoder is trained (its modules come after).
+    const fresh = initialTrainState(
+      first.info.step,
+      kohyaLoraInit([...first.info.modules, ...teInfos], config.seed),
+    );
     if (resumed) checkStateMatches(resumePath as string, fresh, resumed.state);
     const state = resumed ? resumed.state : fresh;
 
@@ -272,7 +306,7 @@ export async function setupRun(
     cleanups.push(async () => logs.close());
     const sampler =
       config.sample_prompts.length > 0 && config.sample_every_n_steps !== undefined
-        ? new SampleRenderer(config, modules, family, base.tokenizerDir, options.checkpointOptions)
+        ? new SampleRenderer(config, modules, family, base.tokenizerDir, checkpointOptions)
         : undefined;
     if (sampler) cleanups.push(() => sampler.release());
     return {
@@ -297,6 +331,7 @@ export async function setupRun(
           keepTokens: config.keep_tokens,
           captionDropoutRate: config.caption_dropout_rate,
         },
+        tokenIds: config.train_text_encoder,
       },
       state,
       losses: resumed ? [...resumed.losses] : [],
@@ -321,27 +356,6 @@ export async function setupRun(
   } catch (err) {
     await release();
     throw err;
-  }
-}
-
-function checkStateMatches(
-  file: string,
-  fresh: Map<string, HostTensor>,
-  saved: Map<string, HostTensor>,
-): void {
-  const problems: string[] = [];
-  for (const [name, t] of fresh) {
-    const s = saved.get(name);
-    if (!s) problems.push(`missing ${name}`);
-    else if (s.shape.join(",") !== t.shape.join(",") || s.dtype !== t.dtype)
-      problems.push(`${name}: saved ${s.dtype}[${s.shape}], needed ${t.dtype}[${t.shape}]`);
-  }
-  for (const name of saved.keys()) if (!fresh.has(name)) problems.push(`unexpected ${name}`);
-  if (problems.length > 0) {
-    throw new ResumeError(
-      file,
-      `the saved state does not fit this model/config: ${problems.slice(0, 5).join("; ")}`,
-    );
   }
 }
 
@@ -379,4 +393,8 @@ function openLogs(dir: string): RunLogs {
       metrics.close();
     },
   };
+}
+
+function gpuProvider(provider: TrainConfig["execution_provider"]): boolean {
+  return provider !== "cpu";
 }

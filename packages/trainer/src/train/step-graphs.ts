@@ -3,15 +3,19 @@
  * in its own session: in a worker thread by default (WorkerSession), so the main thread prepares the next batch
  * (noise, timesteps, text embeddings) while the UNet step runs. All graphs share one training state (LoRA
  * parameters, optimizer moments, counters): state names and shapes do not depend on the image size.
+ * With train_text_encoder each graph is the joint text-encoder + UNet step: captions go in as token ids.
  */
 
 import {
+  buildJointLoraTrainStep,
   buildLoraTrainStep,
   type HostTensor,
+  type JointLoraTrainStep,
   type LoraTrainStep,
   type OptimizerConfig,
   Session,
   type SessionOptions,
+  TEXT_ENCODER_GROUP,
   WorkerSession,
 } from "@lora-studio/engine";
 import type { Size } from "../dataset/buckets.ts";
@@ -26,12 +30,20 @@ export interface StepGraphOptions {
   session: SessionOptions;
   /** Run steps in a worker thread (default true). */
   worker: boolean;
+  /** "float16": mixed precision (fp16 UNet compute, dynamic loss scaling) for GPU providers; default float32. */
+  computeDType?: "float32" | "float16";
+  /**
+   * train_text_encoder: the step graphs take token ids and run the text encoder with its own LoRA
+   * (buildJointLoraTrainStep, learning-rate inputs lr.unet / lr.te) instead of taking cached embeddings.
+   */
+  textEncoder?: { ranks: ReadonlyMap<string, number>; clipSkip: number };
 }
 
 type AnySession = Session | WorkerSession;
 
 export interface StepGraph {
-  info: LoraTrainStep;
+  /** A UNet-only step, or the joint text-encoder + UNet step (with `teModules`). */
+  info: LoraTrainStep | JointLoraTrainStep;
   session: AnySession;
   bucket: Size;
   batch: number;
@@ -60,7 +72,8 @@ export class StepGraphs {
 
   private async build(bucket: Size, batch: number): Promise<StepGraph> {
     const f = this.base.vaeFactor;
-    const info = buildLoraTrainStep(this.base.checkpoint.unet, this.base.checkpoint.weights.unet, {
+    const ck = this.base.checkpoint;
+    const options = {
       batch,
       height: bucket[1] / f,
       width: bucket[0] / f,
@@ -69,7 +82,20 @@ export class StepGraphs {
       maxGradNorm: this.o.maxGradNorm,
       accumulationSteps: this.o.accumulationSteps,
       gradientCheckpointing: this.o.gradientCheckpointing,
-    });
+      computeDType: this.o.computeDType,
+    };
+    const te = this.o.textEncoder;
+    const info = te
+      ? buildJointLoraTrainStep(ck.unet, ck.weights.unet, {
+          ...options,
+          textEncoder: {
+            config: ck.textEncoder,
+            weights: ck.weights.textEncoder,
+            ranks: te.ranks,
+            clipSkip: te.clipSkip,
+          },
+        })
+      : buildLoraTrainStep(ck.unet, ck.weights.unet, options);
     const opts: SessionOptions = {
       ...this.o.session,
       disabledOptimizers: [...(this.o.session.disabledOptimizers ?? []), ...info.disabledOptimizers],
@@ -114,4 +140,26 @@ export async function runStep(
     } else rest[name] = t;
   }
   return rest;
+}
+
+/** The text-encoder LoRA modules of a step graph (none for a UNet-only step). */
+export function teModulesOf(info: StepGraph["info"]): JointLoraTrainStep["teModules"] {
+  return "teModules" in info ? info.teModules : [];
+}
+
+/**
+ * The learning-rate feeds of a step: `lr` for a UNet-only graph, `lr.unet` / `lr.te` for the joint one (each
+ * parameter group follows the same schedule from its own base rate, as kohya's per-group scheduler does).
+ */
+export function learningRateFeeds(
+  info: StepGraph["info"],
+  unetLr: number,
+  textEncoderLr: number,
+): Record<string, HostTensor> {
+  const out: Record<string, HostTensor> = {};
+  for (const [group, input] of Object.entries(info.step.lrInputs)) {
+    const lr = group === TEXT_ENCODER_GROUP ? textEncoderLr : unetLr;
+    out[input] = { dtype: "float32", shape: [], data: Float32Array.of(lr) };
+  }
+  return out;
 }

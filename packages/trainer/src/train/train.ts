@@ -17,7 +17,7 @@ import { saveLora, saveTrainState } from "./checkpoint.ts";
 import { FixedBatchEvaluator } from "./evaluation.ts";
 import { NonFiniteLossError, type TrainEvent } from "./events.ts";
 import { type RunSetup, setupRun, type TrainOptions } from "./setup.ts";
-import { runStep, type StepGraph } from "./step-graphs.ts";
+import { learningRateFeeds, runStep, type StepGraph } from "./step-graphs.ts";
 
 export type { TrainOptions } from "./setup.ts";
 
@@ -53,13 +53,16 @@ async function loop(
   const { config, plan, state, losses } = run;
   const k = config.gradient_accumulation_steps;
   const total = plan.totalSteps;
-  const baseLr = config.unet_lr ?? config.learning_rate;
-  const lrAt = (step: number) =>
-    learningRateAt(config.lr_scheduler, baseLr, step, {
+  // kohya: unet_lr / text_encoder_lr fall back to learning_rate; the schedule shapes both groups alike.
+  const lrAt = (base: number, step: number) =>
+    learningRateAt(config.lr_scheduler, base, step, {
       warmupSteps: config.lr_warmup_steps,
       totalSteps: total,
       numCycles: config.lr_scheduler_num_cycles,
     });
+  const unetLrAt = (step: number) => lrAt(config.unet_lr ?? config.learning_rate, step);
+  const teLrAt = (step: number) =>
+    config.train_text_encoder ? lrAt(config.text_encoder_lr ?? config.learning_rate, step) : undefined;
   const scaleFeeds: Record<string, HostTensor> = {};
   for (const m of run.modules) {
     scaleFeeds[m.info.scaleInput] = {
@@ -150,7 +153,8 @@ async function loop(
   let status: TrainResult["status"] = "done";
   while (step < total) {
     const started = performance.now();
-    const lr = lrAt(step);
+    const lr = unetLrAt(step);
+    const lrTextEncoder = teLrAt(step);
     let lossSum = 0;
     let bad = false;
     for (let j = 0; j < k; j++) {
@@ -159,7 +163,11 @@ async function loop(
       const graph = await current.graph;
       const running = runStep(
         graph,
-        { ...current.prepared.feeds, ...scaleFeeds, lr: scalar(lr) },
+        {
+          ...current.prepared.feeds,
+          ...scaleFeeds,
+          ...learningRateFeeds(graph.info, lr, lrTextEncoder ?? 0),
+        },
         state,
         true,
       );
@@ -188,7 +196,7 @@ async function loop(
         lastSaved === undefined ? undefined : (lastLora ?? lastSaved),
       );
       emit({ type: "error", message: err.message, step });
-      run.logs.metrics({ step, epoch: epoch + 1, loss, lr_unet: lr });
+      run.logs.metrics({ step, epoch: epoch + 1, loss, lr_unet: lr, lr_textencoder: lrTextEncoder });
       run.logs.flush();
       throw err;
     }
@@ -204,6 +212,7 @@ async function loop(
       [KOHYA_TAGS.lossCurrent]: loss,
       [KOHYA_TAGS.lossAverage]: lossAverage,
       [KOHYA_TAGS.lrUnet]: lr,
+      ...(lrTextEncoder === undefined ? {} : { [KOHYA_TAGS.lrTextEncoder]: lrTextEncoder }),
     });
     run.logs.metrics({
       step,
@@ -211,6 +220,7 @@ async function loop(
       loss,
       loss_average: lossAverage,
       lr_unet: lr,
+      lr_textencoder: lrTextEncoder,
       eval_loss: evalLoss,
     });
     emit({
@@ -221,6 +231,7 @@ async function loop(
       loss,
       lossAverage,
       lr,
+      lrTextEncoder,
       itPerSec,
       etaSeconds: (total - step) / itPerSec,
       evalLoss,
@@ -264,10 +275,6 @@ async function loop(
     statePath: lastSaved,
     outputDir: config.output_dir,
   };
-}
-
-function scalar(v: number): HostTensor {
-  return { dtype: "float32", shape: [], data: Float32Array.of(v) };
 }
 
 function mean(xs: readonly number[]): number {
