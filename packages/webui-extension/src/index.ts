@@ -1,7 +1,7 @@
 /** Public API of @lora-studio/webui-extension: the service, job runner, Lora library management and the WebUI bridge. */
 
 export { listWebuiLoras, refreshLoras, WebuiBridgeError, type WebuiLora } from "./bridge/webui.ts";
-export { buildExtension, bundleUi } from "./build-extension.ts";
+export { buildExtension, bundleUi, commitExtension } from "./build-extension.ts";
 export {
   DatasetError,
   type DatasetImage,
@@ -12,6 +12,7 @@ export {
 export { type ImageHeader, readImageHeader } from "./datasets/image-header.ts";
 export { JOB_KIND_MODULES, loadJobKind } from "./jobs/kinds/index.ts";
 export type { TrainJobParams } from "./jobs/kinds/train.ts";
+export { parseTempName, removeTempFiles } from "./jobs/leftovers.ts";
 export { JobError, JobQueue, type QueueOptions } from "./jobs/queue.ts";
 export { FINAL_STATES, type JobEvent, type JobRecord, type JobState, JobStore } from "./jobs/store.ts";
 export {
@@ -34,7 +35,7 @@ export { OriginPolicy } from "./server/origin.ts";
 export { type ServeOptions, type Service, serve } from "./server/serve.ts";
 export { loadOrCreateToken, tokenFromHeaders, tokenMatches } from "./server/token.ts";
 export { EventHub } from "./server/ws.ts";
-export { etaFromHistory, type HistoryEta } from "./training/eta.ts";
+export { etaFromHistory, type HistoryEta, type PlanEta } from "./training/eta.ts";
 export {
   activationTextFrom,
   DEFAULT_LORA_SUBFOLDER,

@@ -2,12 +2,13 @@
 import { css, html, LitElement, nothing } from "lit";
 import { EventSocket, StudioApi, type StudioConfig } from "./api.ts";
 import "./datasets-tab.ts";
+import "./generate-tab.ts";
 import "./library-tab.ts";
 import "./runs-tab.ts";
 import "./train-tab.ts";
 import { shared } from "./styles.ts";
 
-const TABS = ["Datasets", "Train", "Runs", "Library"] as const;
+const TABS = ["Datasets", "Train", "Runs", "Library", "Generate"] as const;
 type Tab = (typeof TABS)[number];
 
 /** Gradio puts `.dark` on body (A1111, Forge); standalone follows the system setting. */
@@ -80,10 +81,16 @@ export class LoraStudioApp extends LitElement {
     this.requestUpdate();
   }
 
+  /** Generate (txt2img) only standalone: inside a WebUI the host's own txt2img tab does that. */
+  private get tabs(): readonly Tab[] {
+    return this.config.standalone ? TABS : TABS.filter((t) => t !== "Generate");
+  }
+
   private keyNav(e: KeyboardEvent): void {
-    const i = TABS.indexOf(this.tab);
-    if (e.key === "ArrowRight") this.tab = TABS[(i + 1) % TABS.length];
-    else if (e.key === "ArrowLeft") this.tab = TABS[(i + TABS.length - 1) % TABS.length];
+    const tabs = this.tabs;
+    const i = tabs.indexOf(this.tab);
+    if (e.key === "ArrowRight") this.tab = tabs[(i + 1) % tabs.length];
+    else if (e.key === "ArrowLeft") this.tab = tabs[(i + tabs.length - 1) % tabs.length];
     else return;
     (this.renderRoot.querySelector(`nav button[data-tab="${this.tab}"]`) as HTMLElement | null)?.focus();
   }
@@ -99,6 +106,8 @@ export class LoraStudioApp extends LitElement {
         return html`<ls-runs-tab theme=${theme} .api=${this.api} .socket=${this.socket} .focusJob=${this.focusJob}></ls-runs-tab>`;
       case "Library":
         return html`<ls-library-tab theme=${theme} .api=${this.api} .socket=${this.socket}></ls-library-tab>`;
+      case "Generate":
+        return html`<ls-generate-tab theme=${theme} .api=${this.api} .socket=${this.socket}></ls-generate-tab>`;
     }
   }
 
@@ -114,7 +123,7 @@ export class LoraStudioApp extends LitElement {
     }
     return html`
       <nav role="tablist" @keydown=${(e: KeyboardEvent) => this.keyNav(e)}>
-        ${TABS.map((t) => html`<button role="tab" data-tab=${t} aria-selected=${t === this.tab ? "true" : "false"} tabindex=${t === this.tab ? 0 : -1} @click=${() => (this.tab = t)}>${t}</button>`)}
+        ${this.tabs.map((t) => html`<button role="tab" data-tab=${t} aria-selected=${t === this.tab ? "true" : "false"} tabindex=${t === this.tab ? 0 : -1} @click=${() => (this.tab = t)}>${t}</button>`)}
         <span class="status muted" role="status">service: ${this.connection}</span>
       </nav>
       ${this.connection === "closed" ? html`<div class="banner">The service at ${c.service || location.origin} is not answering. Start it with <code>pnpm serve</code> (add <code>--webui-dir PATH</code> to manage this WebUI's Lora folder).</div>` : nothing}

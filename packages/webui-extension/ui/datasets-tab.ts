@@ -1,4 +1,9 @@
-/** Datasets tab: dataset list, upload, thumbnail grid with inline caption editing, bulk prefix/suffix, dataset check. */
+/**
+ * Datasets tab: dataset list, upload, thumbnail grid with inline caption editing, bulk prefix/suffix, and two
+ * jobs followed live over the websocket: dataset check (its flagged pictures listed) and auto-label (the
+ * trainer's tagger: threshold, prefix/suffix, overwrite off by default; progress per picture, then the grid's
+ * captions are reloaded).
+ */
 import { css, html, LitElement, nothing } from "lit";
 import type { EventSocket, JobEvent, StudioApi } from "./api.ts";
 import { shared } from "./styles.ts";
@@ -25,6 +30,7 @@ export class DatasetsTab extends LitElement {
     images: { state: true },
     status: { state: true },
     checkRows: { state: true },
+    labelProgress: { state: true },
   };
   declare api: StudioApi;
   declare socket: EventSocket;
@@ -33,7 +39,10 @@ export class DatasetsTab extends LitElement {
   declare images: Img[];
   declare status: string;
   declare checkRows: CheckRow[] | null;
+  /** The running auto-label job's progress, e.g. { done: 3, total: 8 }. */
+  declare labelProgress: { done: number; total: number } | null;
   private checkJob: string | null = null;
+  private labelJob: string | null = null;
 
   constructor() {
     super();
@@ -42,6 +51,7 @@ export class DatasetsTab extends LitElement {
     this.images = [];
     this.status = "";
     this.checkRows = null;
+    this.labelProgress = null;
   }
 
   static override styles = [
@@ -52,19 +62,46 @@ export class DatasetsTab extends LitElement {
       .tile img { width: 100%; aspect-ratio: 1; object-fit: cover; border-radius: 4px; background: var(--ls-bg); }
       textarea { width: 100%; min-height: 54px; resize: vertical; }
       .flags { font-size: 12px; }
+      fieldset.auto-label { border: 1px solid var(--ls-border); border-radius: 6px; margin-top: 6px; }
+      fieldset.auto-label label { font-size: 12px; }
+      progress { width: 160px; }
     `,
   ];
 
   override connectedCallback(): void {
     super.connectedCallback();
-    this.socket.addEventListener("event", (e) => {
-      const ev = (e as CustomEvent).detail.event as JobEvent;
-      if (ev.jobId === this.checkJob && ev.type === "result") {
+    this.socket.addEventListener(
+      "event",
+      (e) => void this.onJobEvent((e as CustomEvent).detail.event as JobEvent),
+    );
+    void this.loadList();
+  }
+
+  private async onJobEvent(ev: JobEvent): Promise<void> {
+    const failed = ev.type === "state" && (ev.data?.state === "failed" || ev.data?.state === "cancelled");
+    if (ev.jobId === this.checkJob) {
+      if (ev.type === "result") {
         this.checkRows = ((ev.data as { rows: CheckRow[] }).rows ?? []).filter((r) => r.flags.length > 0);
         this.status = `Dataset check done: ${this.checkRows.length} images flagged`;
+      } else if (failed) this.status = `Dataset check ${ev.data?.state}: ${ev.data?.error ?? ""}`;
+    } else if (ev.jobId === this.labelJob) {
+      if (ev.type === "progress") {
+        const done = Number(ev.data?.done);
+        const total = Number(ev.data?.total);
+        this.labelProgress = { done, total };
+        this.status = `Auto-label: ${done}/${total} pictures`;
+      } else if (ev.type === "result") {
+        const c = (ev.data as { counts: Record<string, number> }).counts;
+        this.labelProgress = null;
+        this.labelJob = null;
+        this.status = `Auto-label done: ${c.written} written, ${c.replaced} replaced, ${c.overwritten} overwritten, ${c.kept} kept, ${c.failed} failed`;
+        if (this.current) await this.open(this.current);
+      } else if (failed) {
+        this.labelProgress = null;
+        this.labelJob = null;
+        this.status = `Auto-label ${ev.data?.state}: ${ev.data?.error ?? ""}`;
       }
-    });
-    void this.loadList();
+    }
   }
 
   async loadList(): Promise<void> {
@@ -135,6 +172,35 @@ export class DatasetsTab extends LitElement {
     if (this.current) await this.open(this.current);
   }
 
+  private async autoLabel(): Promise<void> {
+    if (!this.current) return;
+    const value = (id: string) => this.renderRoot.querySelector<HTMLInputElement>(`#al-${id}`);
+    const threshold = Number(value("threshold")?.value);
+    const body: Record<string, unknown> = {
+      threshold: Number.isFinite(threshold) ? threshold : undefined,
+      prefix: value("prefix")?.value ?? "",
+      suffix: value("suffix")?.value ?? "",
+      overwrite: value("overwrite")?.checked === true,
+    };
+    for (const key of ["model", "captioner"]) {
+      const v = value(key)?.value.trim();
+      if (v) body[key] = v;
+    }
+    try {
+      const job = await this.api.send<{ id: string }>(
+        "POST",
+        `/api/datasets/${encodeURIComponent(this.current)}/auto-label`,
+        body,
+      );
+      this.labelJob = job.id;
+      this.labelProgress = { done: 0, total: this.images.length };
+      this.socket.subscribe(job.id);
+      this.status = "Auto-label queued…";
+    } catch (err) {
+      this.status = (err as Error).message;
+    }
+  }
+
   private async check(): Promise<void> {
     if (!this.current) return;
     try {
@@ -149,6 +215,20 @@ export class DatasetsTab extends LitElement {
     } catch (err) {
       this.status = (err as Error).message;
     }
+  }
+
+  private renderAutoLabel() {
+    const p = this.labelProgress;
+    return html`<fieldset class="auto-label"><legend>Auto-label (tagger)</legend><div class="row">
+      <label>tagger <input id="al-model" size="14" placeholder="service default" aria-label="auto-label tagger" /></label>
+      <label>captioner <input id="al-captioner" size="14" placeholder="none (folder path)" aria-label="auto-label captioner" /></label>
+      <label>threshold <input id="al-threshold" type="number" min="0" max="1" step="0.05" value="0.35" aria-label="auto-label threshold" /></label>
+      <label>prefix <input id="al-prefix" size="12" placeholder="e.g. trigger word" aria-label="auto-label prefix" /></label>
+      <label>suffix <input id="al-suffix" size="10" aria-label="auto-label suffix" /></label>
+      <label title="replace captions a person wrote or edited"><input id="al-overwrite" type="checkbox" aria-label="overwrite a person's captions" /> overwrite edited captions</label>
+      <button class="auto-label-btn" ?disabled=${p !== null} @click=${() => this.autoLabel()}>Auto-label</button>
+      <progress aria-label="auto-label progress" max=${p?.total || 1} .value=${p?.done ?? 0} style=${p === null ? "visibility:hidden" : ""}></progress>
+    </div></fieldset>`;
   }
 
   override render() {
@@ -175,7 +255,8 @@ export class DatasetsTab extends LitElement {
         <input id="prefix" placeholder="prefix, e.g. trigger word" aria-label="caption prefix" />
         <input id="suffix" placeholder="suffix" aria-label="caption suffix" />
         <button @click=${() => this.bulk()}>Add to all captions</button>
-      </div>`
+      </div>
+      ${this.renderAutoLabel()}`
           : html`<p class="muted">Create a dataset, then upload images.</p>`
       }
       <p class="status" role="status" aria-live="polite">${this.status}</p>

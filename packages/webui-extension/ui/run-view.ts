@@ -44,6 +44,10 @@ function logLine(e: JobEvent): string | null {
       return `saved ${d.lora} (step ${d.step})`;
     case "hot-loaded":
       return `in the Lora folder: ${(d.files as string[]).join(", ")}`;
+    case "stop-requested":
+      return d.reason === "pause"
+        ? "pause asked: the job saves a checkpoint after this step"
+        : "cancel asked";
     case "progress":
       return `${d.done}/${d.total} ${d.label ?? ""}`;
     default:

@@ -17,6 +17,7 @@ export class RunsTab extends LitElement {
     selected: { state: true },
     events: { state: true },
     message: { state: true },
+    asked: { state: true },
   };
   declare api: StudioApi;
   declare socket: EventSocket;
@@ -26,6 +27,8 @@ export class RunsTab extends LitElement {
   declare selected: string | null;
   declare events: JobEvent[];
   declare message: string;
+  /** The pause/cancel just clicked, shown until the job's events take over. */
+  declare asked: { id: string; action: string } | null;
 
   constructor() {
     super();
@@ -34,6 +37,7 @@ export class RunsTab extends LitElement {
     this.selected = null;
     this.events = [];
     this.message = "";
+    this.asked = null;
   }
 
   static override styles = [
@@ -46,6 +50,7 @@ export class RunsTab extends LitElement {
       .state { font-weight: 600; }
       .head { min-height: 32px; }
       .head code { font-size: 11px; }
+      .stopping { display: inline-block; min-width: 15ch; color: var(--ls-accent); font-weight: 600; }
       p.error { min-height: 1.4em; margin: 4px 0; }
     `,
   ];
@@ -98,7 +103,23 @@ export class RunsTab extends LitElement {
     this.socket.subscribe(id, 0);
   }
 
+  /**
+   * "pausing after this step…" from the moment a pause is asked for (the job checkpoints after its current
+   * step, which can take a while on a real model) until its state changes: from the job's own stop-requested
+   * event, so a reload shows it too, and from the click itself before that event arrives.
+   */
+  private stopNotice(job: JobRecord): string {
+    if (job.state !== "running") return "";
+    let asked: string | null = this.asked?.id === job.id ? this.asked.action : null;
+    for (const e of this.events) {
+      if (e.type === "stop-requested") asked = String(e.data?.reason);
+      else if (e.type === "state") asked = null;
+    }
+    return asked === "pause" ? "pausing after this step…" : asked === "cancel" ? "cancelling…" : "";
+  }
+
   private async control(action: "pause" | "resume" | "cancel"): Promise<void> {
+    if (action !== "resume" && this.selected !== null) this.asked = { id: this.selected, action };
     try {
       await this.api.send("POST", `/api/jobs/${this.selected}/${action}`);
       this.message = "";
@@ -128,8 +149,8 @@ export class RunsTab extends LitElement {
         ${
           job
             ? html`<div class="row head">
-          <span class="state job-state">${job.state}</span><span>${this.label(job)}</span><code class="muted">${job.id}</code>
-          <button class="pause" ?disabled=${job.state !== "running" && job.state !== "queued"} @click=${() => this.control("pause")}>Pause</button>
+          <span class="state job-state">${job.state}</span><span class="stopping" role="status">${this.stopNotice(job)}</span><span>${this.label(job)}</span><code class="muted">${job.id}</code>
+          <button class="pause" ?disabled=${(job.state !== "running" && job.state !== "queued") || this.stopNotice(job) !== ""} @click=${() => this.control("pause")}>Pause</button>
           <button class="resume" ?disabled=${job.state !== "paused"} @click=${() => this.control("resume")}>Resume</button>
           <button class="cancel" ?disabled=${!["queued", "running", "paused"].includes(job.state)} @click=${() => this.control("cancel")}>Cancel</button>
         </div>

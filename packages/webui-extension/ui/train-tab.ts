@@ -31,8 +31,8 @@ interface Plan {
   epochs?: number;
   totalSteps?: number;
   activationText?: string;
-  /** From the speed of an earlier run of this service with the same model and step shape. */
-  eta?: { secondsPerStep: number; etaSeconds: number; jobId: string } | null;
+  /** From a measured step (train-estimate job), earlier runs of this model and step shape, or a rough scaling. */
+  eta?: { source: string; secondsPerStep: number; etaSeconds: number; runs: number; text: string } | null;
 }
 
 function duration(seconds: number): string {
@@ -85,7 +85,13 @@ export class TrainTab extends LitElement {
     dryRun: { state: true },
     preset: { state: true },
     hot: { state: true },
+    loader: { state: true },
+    measuring: { state: true },
   };
+  /** The base model's loader options (the job's `model` parameter), for single files off the conventions. */
+  declare loader: { prediction_type: string; text_encoder_heads: string; unet_heads: string };
+  /** A step-time measurement in progress. */
+  declare measuring: boolean;
   declare dryRun: Plan | null;
   declare preset: string;
   /** Hot-load settings (job parameters, not trainer keys). */
@@ -107,6 +113,8 @@ export class TrainTab extends LitElement {
     this.dryRun = null;
     this.preset = "";
     this.hot = { subfolder: "", activation: "", weight: 1, ortOpt: "" };
+    this.loader = { prediction_type: "", text_encoder_heads: "", unet_heads: "" };
+    this.measuring = false;
   }
 
   static override styles = [
@@ -117,6 +125,8 @@ export class TrainTab extends LitElement {
       details { margin-top: 10px; }
       pre { white-space: pre-wrap; background: var(--ls-panel); padding: 8px; border-radius: 6px; }
       .plan { height: 150px; overflow: auto; margin: 8px 0 0; box-sizing: border-box; }
+      .eta-row { margin-top: 8px; min-height: 30px; }
+      .eta { font-weight: 600; }
       .plan .summary { font-weight: 600; min-height: 1.4em; }
       fieldset { border: 1px solid var(--ls-border); border-radius: 6px; margin-top: 10px; display: grid; grid-template-columns: repeat(auto-fill, minmax(240px, 1fr)); gap: 8px; }
       button[aria-pressed="true"] { border-color: var(--ls-accent); }
@@ -237,6 +247,42 @@ export class TrainTab extends LitElement {
     if (name !== "") this.values = { ...this.values, train_data_dir: `${dir}/${name}` };
   }
 
+  /** The job's `model` parameter from the loader fields (undefined when all are left to the loader). */
+  private loaderOptions(): Record<string, unknown> | undefined {
+    const l = this.loader;
+    const out: Record<string, unknown> = {};
+    if (l.prediction_type) out.prediction_type = l.prediction_type;
+    if (l.text_encoder_heads) out.text_encoder_heads = Number(l.text_encoder_heads);
+    if (l.unet_heads)
+      out.unet_heads = l.unet_heads.includes(",")
+        ? l.unet_heads.split(",").map((h) => Number(h.trim()))
+        : Number(l.unet_heads);
+    return Object.keys(out).length > 0 ? out : undefined;
+  }
+
+  /** Queues the trainer's dry-run step measurement; the plan's ETA uses it once it is done. */
+  private async measure(): Promise<void> {
+    this.measuring = true;
+    try {
+      const job = await this.api.send<{ id: string }>("POST", "/api/jobs", {
+        kind: "train-estimate",
+        params: { config: this.values, graph_optimization: this.hot.ortOpt || undefined },
+      });
+      for (;;) {
+        await new Promise((r) => setTimeout(r, 1000));
+        const j = await this.api.get<{ state: string; error: string | null }>(`/api/jobs/${job.id}`);
+        if (j.state === "done") break;
+        if (["failed", "cancelled"].includes(j.state))
+          throw new Error(`step measurement ${j.state}: ${j.error ?? ""}`);
+      }
+      await this.livePlan(this.configText());
+    } catch (err) {
+      this.result = (err as Error).message;
+    } finally {
+      this.measuring = false;
+    }
+  }
+
   private async start(): Promise<void> {
     try {
       const job = await this.api.send<{ id: string }>("POST", "/api/jobs", {
@@ -247,6 +293,7 @@ export class TrainTab extends LitElement {
           activation_text: this.hot.activation || undefined,
           preferred_weight: this.hot.weight,
           graph_optimization: this.hot.ortOpt || undefined,
+          model: this.loaderOptions(),
         },
       });
       this.result = "Training job queued: see Runs.";
@@ -264,9 +311,32 @@ export class TrainTab extends LitElement {
       p === null
         ? "Choose a dataset and a base model to see the plan."
         : p.ok
-          ? `${p.images} image(s), ${p.repeats} samples per epoch -> ${p.stepsPerEpoch} steps x ${p.epochs} epochs = ${p.totalSteps} steps; ${p.eta ? `ETA ~${duration(p.eta.etaSeconds)} (speed of an earlier run like it)` : "ETA after a first run with this model and size"}; activation text "${p.activationText}"`
+          ? `${p.images} image(s), ${p.repeats} samples per epoch -> ${p.stepsPerEpoch} steps x ${p.epochs} epochs = ${p.totalSteps} steps; activation text "${p.activationText}"`
           : "The config is not valid yet:";
-    return html`<pre class="plan" aria-live="polite" aria-label="plan"><div class="summary">${summary}</div>${p === null ? "" : p.ok ? p.text : p.message}</pre>`;
+    const eta = p?.ok
+      ? p.eta
+        ? `ETA ~${duration(p.eta.etaSeconds)} (${p.eta.text})`
+        : "ETA: no measurement yet for this model and size"
+      : "";
+    return html`<div class="row eta-row"><span class="eta" data-source=${p?.eta?.source ?? "none"}>${eta}</span>
+        <button class="measure" ?disabled=${!p?.ok || this.measuring} @click=${() => this.measure()}>${this.measuring ? "Measuring a step…" : "Measure step time"}</button></div>
+      <pre class="plan" aria-live="polite" aria-label="plan"><div class="summary">${summary}</div>${p === null ? "" : p.ok ? p.text : p.message}</pre>`;
+  }
+
+  /** The base model's options: clip_skip (a trainer key) and the loader's options for odd single files. */
+  private renderLoader() {
+    const set = (k: keyof TrainTab["loader"], v: string) => {
+      this.loader = { ...this.loader, [k]: v };
+    };
+    const s = this.schema as Schema;
+    return html`<fieldset class="loader"><legend>Base model loader (single files off the SD conventions)</legend>
+      ${s.keys.includes("clip_skip") ? this.field("clip_skip") : nothing}
+      <label>prediction type<select data-loader="prediction_type" @change=${(e: Event) => set("prediction_type", (e.target as HTMLSelectElement).value)}>
+        ${["", "epsilon", "v_prediction"].map((o) => html`<option .value=${o} ?selected=${o === this.loader.prediction_type}>${o === "" ? "from the model" : o}</option>`)}
+      </select></label>
+      <label>text encoder heads<input data-loader="text_encoder_heads" type="number" min="1" placeholder="from the model" .value=${this.loader.text_encoder_heads} @change=${(e: Event) => set("text_encoder_heads", (e.target as HTMLInputElement).value)} /></label>
+      <label>UNet heads (one, or per level: 5,10,20,20)<input data-loader="unet_heads" placeholder="from the model" .value=${this.loader.unet_heads} @change=${(e: Event) => set("unet_heads", (e.target as HTMLInputElement).value.trim())} /></label>
+    </fieldset>`;
   }
 
   private renderHotLoad() {
@@ -286,7 +356,7 @@ export class TrainTab extends LitElement {
   override render() {
     const s = this.schema;
     if (s === null) return html`<p class="muted">Loading the trainer's config schema…</p>`;
-    const advanced = s.keys.filter((k) => !s.basic.includes(k));
+    const advanced = s.keys.filter((k) => !s.basic.includes(k) && k !== "clip_skip");
     return html`
       ${s.engineAvailable ? nothing : html`<div class="banner engine-missing">The training engine is not available yet in this build: you can fill in and validate a config with the trainer's own checks; Start is disabled.</div>`}
       <div class="row">
@@ -300,7 +370,7 @@ export class TrainTab extends LitElement {
         ${Object.keys(PRESETS).map((name) => html`<button data-preset=${name} aria-pressed=${this.preset === name ? "true" : "false"} @click=${() => this.usePreset(name)}>${name}</button>`)}
       </div>
       <form @submit=${(e: Event) => e.preventDefault()}>${s.basic.map((k) => this.field(k))}</form>
-      <details><summary>Advanced (${advanced.length} keys)</summary><form>${advanced.map((k) => this.field(k))}</form></details>
+      <details><summary>Advanced (${advanced.length} keys)</summary>${this.renderLoader()}<form>${advanced.map((k) => this.field(k))}</form></details>
       ${this.renderHotLoad()}
       ${this.renderPlan()}
       <div class="row" style="margin-top:8px">

@@ -1,13 +1,17 @@
 /**
- * The job queue: at most `concurrency` jobs run at once (default 1: one GPU job at a time), each in its own
- * worker_thread so the service keeps answering. Every state change and every event a job emits is appended
+ * The job queue: at most `concurrency` jobs run at once (default 1: one GPU job at a time), each off the
+ * service's event loop so the service keeps answering: kinds that call ONNX Runtime in a child process
+ * (terminating a worker_thread inside an ORT call aborts the whole process), txt2img in the service thread
+ * with its sessions in the engine's workers (in-service.ts, so the opened model outlives the job), the rest in
+ * a worker_thread. Every state change and every event a job emits is appended
  * to the store (with its sequence number) before it is announced on `events`, so the websocket layer can
  * replay from any `since`. At start, jobs left "running" by a previous process (crash or stop) are queued
  * again; a resumable kind gets its last checkpoint back, others start over.
  */
 import { EventEmitter } from "node:events";
-import type { Worker } from "node:worker_threads";
-import { JOB_KIND_MODULES, loadJobKind } from "./kinds/index.ts";
+import { type JobThread, startInServiceJob } from "./in-service.ts";
+import { IN_SERVICE_KINDS, JOB_KIND_MODULES, loadJobKind, OWN_PROCESS_KINDS } from "./kinds/index.ts";
+import { removeTempFiles } from "./leftovers.ts";
 import { startJobWorker } from "./runner.ts";
 import { FINAL_STATES, type JobEvent, type JobRecord, type JobState, type JobStore } from "./store.ts";
 import { type JobEnvironment, type JobKind, JobParamsError, type StopReason } from "./types.ts";
@@ -27,12 +31,13 @@ export interface QueueOptions {
   concurrency?: number;
   /** Called in the service's thread when a job wrote LoRA files (hot-load). */
   onLoraFiles?: (job: JobRecord, files: string[]) => Promise<void> | void;
-  /** How long a cancelled job may take to stop before its worker is terminated. */
-  cancelGraceMs?: number;
+  /** How long a resumable job may take to checkpoint when the service stops, before its worker is terminated. */
+  stopGraceMs?: number;
 }
 
 interface Running {
-  worker: Worker;
+  /** A worker_thread, or the in-service runner for kinds that keep state between jobs (in-service.ts). */
+  worker: JobThread;
   stop: StopReason | null;
   settled: boolean;
   /** The worker posted its outcome; its exit that follows is expected. */
@@ -41,6 +46,9 @@ interface Running {
   kind?: JobKind;
   /** Called when the worker posted its outcome or failure, or exited (used while the service stops). */
   onStopped?: () => void;
+  /** Resolves when the worker has exited. */
+  exited: Promise<void>;
+  settleCancelled?: () => void;
 }
 
 export class JobQueue {
@@ -139,24 +147,52 @@ export class JobQueue {
     return this.need(id);
   }
 
-  cancel(id: string): JobRecord {
+  /**
+   * A queued or paused job is cancelled at once. A running one too: its worker is terminated now, not after
+   * its current step. That leaves nothing half-written under a final name (every write is temp + rename);
+   * what it can leave is a temp file of a write in flight, which is removed before the job is "cancelled".
+   */
+  async cancel(id: string): Promise<JobRecord> {
     const job = this.need(id);
     if (job.state === "queued" || job.state === "paused") this.setState(id, "cancelled");
-    else if (job.state === "running") this.requestStop(id, "cancel");
-    else throw new JobError(409, `job ${id} is already ${job.state}`);
+    else if (job.state === "running") {
+      const r = this.running.get(id);
+      if (r !== undefined && r.stop === "cancel") await r.exited;
+      else if (r !== undefined && !r.finishing) {
+        r.stop = "cancel";
+        this.emit(id, "stop-requested", { reason: "cancel" });
+        await r.worker.terminate();
+        await r.exited;
+        await this.sweepLeftovers(job, { pid: "pid" in r.worker ? Number(r.worker.pid) : process.pid });
+        r.settleCancelled?.();
+      }
+    } else throw new JobError(409, `job ${id} is already ${job.state}`);
     return this.need(id);
   }
 
+  /** Removes the temp files of writes the terminated worker had in flight, in the places the kind names. */
+  private async sweepLeftovers(job: JobRecord, r: { pid: number }): Promise<void> {
+    try {
+      const kind = await this.kindOf(job.kind);
+      const places = kind.writesTo?.(job.params) ?? [];
+      const removed = await removeTempFiles(places, r.pid);
+      if (removed.length > 0)
+        this.emit(job.id, "log", {
+          level: "info",
+          message: `removed ${removed.length} unfinished temp file(s)`,
+        });
+    } catch (err) {
+      this.emit(job.id, "log", { level: "warn", message: `cleanup after cancel: ${(err as Error).message}` });
+    }
+  }
+
+  /** Pause: the job checkpoints after its current step; the pages are told at once that it will. */
   private requestStop(id: string, reason: StopReason): void {
     const r = this.running.get(id);
-    if (r === undefined) return;
+    if (r === undefined || r.stop !== null) return;
     r.stop = reason;
     r.worker.postMessage({ type: "stop", reason });
-    if (reason === "cancel") {
-      setTimeout(() => {
-        if (!r.settled) void r.worker.terminate();
-      }, this.graceMs(r)).unref();
-    }
+    this.emit(id, "stop-requested", { reason });
   }
 
   private pump(): void {
@@ -174,14 +210,20 @@ export class JobQueue {
       this.setState(job.id, "failed", { error: `unknown job kind ${job.kind}` });
       return;
     }
-    const worker = startJobWorker({
-      jobId: job.id,
-      kindUrl,
-      params: job.params,
-      checkpoint: job.checkpoint,
-      env: this.env,
-    });
-    const r: Running = { worker, stop: null, settled: false, finishing: false };
+    const input = { jobId: job.id, kindUrl, params: job.params, checkpoint: job.checkpoint, env: this.env };
+    const worker = IN_SERVICE_KINDS.has(job.kind)
+      ? startInServiceJob(input)
+      : startJobWorker(input, OWN_PROCESS_KINDS.has(job.kind) ? "process" : "thread");
+    let exited!: () => void;
+    const r: Running = {
+      worker,
+      stop: null,
+      settled: false,
+      finishing: false,
+      exited: new Promise<void>((resolve) => {
+        exited = resolve;
+      }),
+    };
     void loadJobKind(job.kind).then((k) => {
       r.kind = k;
     });
@@ -223,8 +265,7 @@ export class JobQueue {
       } else if (m.type === "lora-files") {
         hotLoad(m.files);
       } else if (m.type === "failed") {
-        if (r.stop === "cancel") settle("cancelled");
-        else settle("failed", { error: m.message });
+        if (r.stop !== "cancel") settle("failed", { error: m.message });
       } else if (m.type === "outcome") {
         r.finishing = true;
         if (m.outcome.paused === true) {
@@ -239,16 +280,18 @@ export class JobQueue {
       }
     });
     worker.on("error", (err) => settle("failed", { error: err.message }));
+    // A cancel settles the job itself, once the worker has exited and its leftovers are swept.
+    r.settleCancelled = () => settle("cancelled");
     worker.on("exit", (code) => {
+      exited();
       r.onStopped?.();
-      if (r.finishing) return;
-      if (r.stop === "cancel") settle("cancelled");
-      else settle("failed", { error: `the job's worker exited (code ${code}) without a result` });
+      if (r.finishing || r.stop === "cancel") return;
+      settle("failed", { error: `the job's worker exited (code ${code}) without a result` });
     });
   }
 
   private graceMs(r: Running): number {
-    return r.kind?.stopGraceMs ?? this.options.cancelGraceMs ?? 2000;
+    return r.kind?.stopGraceMs ?? this.options.stopGraceMs ?? 2000;
   }
 
   /**

@@ -1,7 +1,7 @@
 /**
  * The contract between the job runner and a job kind. A kind is one module exporting `kind: JobKind`:
  * `prepare` runs in the service's thread (validates and resolves the client's params, paths included),
- * `run` runs inside a worker_thread with a JobContext. The trainer plugs in as one more kind ("train") whose
+ * `run` runs with a JobContext in a worker_thread, a child process or the service thread (see queue.ts). The trainer plugs in as one more kind ("train") whose
  * run() drives the training loop, reports metrics and saves checkpoints (resumable: true).
  */
 
@@ -14,9 +14,18 @@ export interface JobEnvironment {
   loraSubfolder: string;
   /** CLIP tokenizer folder for single-file base models (else the trainer's own search order). */
   clipTokenizerDir?: string;
+  /** Tagger folders for auto-label jobs (the first is the default). */
+  taggerDirs?: string[];
 }
 
 export type StopReason = "pause" | "cancel";
+
+export interface WritePlace {
+  dir: string;
+  recursive: boolean;
+  /** Only temp files of final names starting with one of these (a shared folder such as models/Lora). */
+  namePrefixes?: string[];
+}
 
 export interface JobContext {
   jobId: string;
@@ -47,11 +56,16 @@ export interface JobKind {
   /** Whether the kind can stop at a checkpoint and resume later (pause, and resume after a restart). */
   resumable: boolean;
   /**
-   * How long a running job may take to honour a cancel (or, when the service stops, a resumable job a pause)
-   * before its worker is terminated; default 2 s. Kinds that run native code (ONNX Runtime) need it long:
-   * terminating a worker while a native call is in flight can abort the whole process.
+   * How long a resumable job may take to checkpoint when the service stops, before its worker is terminated;
+   * default 2 s. (A cancel terminates the worker at once.)
    */
   stopGraceMs?: number;
+  /**
+   * Where a job of this kind writes files, for the cleanup after a cancel (its worker is terminated at once, so
+   * a write in flight can leave its temp file): folders swept for this process's temp files, recursively or
+   * not, optionally only those of the given final file names' stems.
+   */
+  writesTo?(params: unknown): WritePlace[];
   prepare(params: unknown, env: JobEnvironment): Promise<unknown>;
   run(ctx: JobContext): Promise<JobOutcome>;
 }

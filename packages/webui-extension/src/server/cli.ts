@@ -1,6 +1,6 @@
 /**
  * `pnpm serve [--webui-dir PATH] [--webui-url URL] [--port 7870] [--listen] [--host H] [--data-dir DIR]
- *  [--lora-subfolder NAME] [--tokenizer DIR]`
+ *  [--lora-subfolder NAME] [--tokenizer DIR] [--tagger DIR...] [--base-model PATH]`
  * With --webui-dir the WebUI's models/Lora is managed and hot-loaded; without it the service runs standalone
  * with its own Lora folder under the data folder.
  */
@@ -23,7 +23,12 @@ const program = new Command("serve")
   )
   .option("--concurrency <n>", "jobs at once", "1")
   .option("--lora-subfolder <name>", "where training jobs put their LoRAs inside models/Lora", "lora-studio")
-  .option("--tokenizer <dir>", "CLIP tokenizer folder for single-file base models");
+  .option("--tokenizer <dir>", "CLIP tokenizer folder for single-file base models")
+  .option(
+    "--tagger <dir...>",
+    "auto-label tagger folder(s) with model.onnx + selected_tags.csv (default: $LORA_STUDIO_TAGGER)",
+  )
+  .option("--base-model <path>", "txt2img base model (default: $LORA_STUDIO_BASE_MODEL, else the demo base)");
 
 program.parse();
 const o = program.opts<{
@@ -36,6 +41,8 @@ const o = program.opts<{
   concurrency: string;
   loraSubfolder: string;
   tokenizer?: string;
+  tagger?: string[];
+  baseModel?: string;
 }>();
 const dataDir = resolve(o.dataDir);
 const webuiDir = o.webuiDir === undefined ? undefined : resolve(o.webuiDir);
@@ -49,6 +56,10 @@ const service = await serve({
   concurrency: Number(o.concurrency),
   loraSubfolder: o.loraSubfolder,
   clipTokenizerDir: o.tokenizer === undefined ? undefined : resolve(o.tokenizer),
+  taggerDirs: (o.tagger ?? (process.env.LORA_STUDIO_TAGGER ? [process.env.LORA_STUDIO_TAGGER] : [])).map(
+    (d) => resolve(d),
+  ),
+  baseModel: o.baseModel === undefined ? undefined : resolve(o.baseModel),
 });
 console.log(`lora-studio service on ${service.url}  (token in ${join(dataDir, "token")})`);
 console.log(`Lora folder: ${service.library.loraDir}`);

@@ -1,4 +1,4 @@
-/** /api/datasets: dataset folders, image upload and serving, captions, dataset-check jobs. */
+/** /api/datasets: dataset folders, image upload and serving, captions, dataset-check and auto-label jobs. */
 import { Router } from "express";
 import { type Datasets, DEFAULT_UPLOAD_LIMITS, type UploadLimits } from "../datasets/datasets.ts";
 import type { JobQueue } from "../jobs/queue.ts";
@@ -36,6 +36,9 @@ export function datasetRoutes(
   });
   r.post("/:name/check", async (req, res) => {
     res.status(202).json(await queue.submit("dataset-check", { ...req.body, dataset: req.params.name }));
+  });
+  r.post("/:name/auto-label", async (req, res) => {
+    res.status(202).json(await queue.submit("auto-label", { ...req.body, dataset: req.params.name }));
   });
   return r;
 }

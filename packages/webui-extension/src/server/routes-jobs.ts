@@ -49,8 +49,8 @@ export function jobRoutes(queue: JobQueue): Router {
   r.post("/:id/resume", (req, res) => {
     res.json(queue.resume(req.params.id));
   });
-  r.post("/:id/cancel", (req, res) => {
-    res.json(queue.cancel(req.params.id));
+  r.post("/:id/cancel", async (req, res) => {
+    res.json(await queue.cancel(req.params.id));
   });
   return r;
 }

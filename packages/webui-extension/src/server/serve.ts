@@ -21,6 +21,7 @@ import { DEFAULT_LORA_SUBFOLDER } from "../training/hot-load.ts";
 import { isLoopbackHost, OriginPolicy } from "./origin.ts";
 import { pageHtml } from "./page.ts";
 import { datasetRoutes } from "./routes-datasets.ts";
+import { generateRoutes } from "./routes-generate.ts";
 import { jobRoutes, trainingEngineAvailable, trainRoutes } from "./routes-jobs.ts";
 import { libraryRoutes } from "./routes-library.ts";
 import { loadOrCreateToken, tokenFromHeaders, tokenMatches } from "./token.ts";
@@ -46,6 +47,10 @@ export interface ServeOptions {
   loraSubfolder?: string;
   /** CLIP tokenizer folder for single-file base models (default: $LORA_STUDIO_CLIP_TOKENIZER, next to the model). */
   clipTokenizerDir?: string;
+  /** Tagger folders (model.onnx + selected_tags.csv) auto-label jobs may use; the first is the default. */
+  taggerDirs?: string[];
+  /** txt2img's base model when a request names none (default: $LORA_STUDIO_BASE_MODEL, else the demo base). */
+  baseModel?: string;
 }
 
 export interface Service {
@@ -82,6 +87,7 @@ export async function serve(options: ServeOptions): Promise<Service> {
       "/",
     ),
     clipTokenizerDir: options.clipTokenizerDir,
+    taggerDirs: options.taggerDirs ?? [],
   };
   const library = new LoraLibrary(env.loraDir, env.dataDir);
   const datasets = new Datasets(env.datasetsDir);
@@ -164,6 +170,9 @@ export async function serve(options: ServeOptions): Promise<Service> {
   app.use("/api/datasets", datasetRoutes(datasets, queue, options.uploadLimits ?? DEFAULT_UPLOAD_LIMITS));
   app.use("/api/jobs", jobRoutes(queue));
   app.use("/api/train", trainRoutes(env, store));
+  const txt2img = generateRoutes(queue, env, { baseModel: options.baseModel });
+  app.use("/api/generate", txt2img.generate);
+  app.use("/api/outputs", txt2img.outputs);
   app.use(
     (err: Error & { status?: number; type?: string }, _req: Request, res: Response, _next: NextFunction) => {
       const status =
@@ -192,6 +201,7 @@ export async function serve(options: ServeOptions): Promise<Service> {
     library,
     close: async () => {
       await queue.close();
+      await txt2img.close();
       hub?.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -46,4 +46,10 @@ async function run(ctx: JobContext) {
   };
 }
 
-export const kind: JobKind = { name: "dataset-check", resumable: false, prepare, run };
+export const kind: JobKind = {
+  name: "dataset-check",
+  resumable: false,
+  writesTo: (params) => [{ dir: (params as DatasetCheckParams).contactSheetDir, recursive: false }],
+  prepare,
+  run,
+};

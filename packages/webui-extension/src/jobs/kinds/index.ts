@@ -9,7 +9,19 @@ export const JOB_KIND_MODULES: Record<string, string> = {
   "dataset-check": new URL("./dataset-check.ts", import.meta.url).href,
   "library-index": new URL("./library-index.ts", import.meta.url).href,
   train: new URL("./train.ts", import.meta.url).href,
+  "auto-label": new URL("./auto-label.ts", import.meta.url).href,
+  "train-estimate": new URL("./train-estimate.ts", import.meta.url).href,
+  txt2img: new URL("./txt2img.ts", import.meta.url).href,
 };
+
+/** Kinds run in the service's thread instead of a per-job worker (they keep sessions between jobs). */
+export const IN_SERVICE_KINDS: ReadonlySet<string> = new Set(["txt2img"]);
+
+/**
+ * Kinds run in a child process instead of a worker_thread: they call ONNX Runtime, and a cancel kills the job
+ * at once, which is safe for a process but aborts the service for a thread (see ../runner.ts).
+ */
+export const OWN_PROCESS_KINDS: ReadonlySet<string> = new Set(["train", "train-estimate", "auto-label"]);
 
 export async function loadJobKind(name: string): Promise<JobKind | undefined> {
   const url = JOB_KIND_MODULES[name];

@@ -70,4 +70,10 @@ async function run(ctx: JobContext): Promise<JobOutcome> {
   return { result: { files: files.length, analyzed, resumedFrom: resumed.length, unreadable } };
 }
 
-export const kind: JobKind = { name: "library-index", resumable: true, prepare, run };
+export const kind: JobKind = {
+  name: "library-index",
+  resumable: true,
+  writesTo: (params) => [{ dir: (params as Params).cacheDir, recursive: true }],
+  prepare,
+  run,
+};

@@ -157,4 +157,11 @@ async function run(ctx: JobContext) {
   };
 }
 
-export const kind: JobKind = { name: "lora-merge", resumable: false, prepare, run };
+/** The output and its `<stem>.json`, next to other people's LoRAs. */
+const writesTo = (params: unknown) => {
+  const p = params as LoraMergeParams;
+  const stem = basename(p.output).replace(/\.safetensors$/i, "");
+  return [{ dir: dirname(p.output), recursive: false, namePrefixes: [stem] }];
+};
+
+export const kind: JobKind = { name: "lora-merge", resumable: false, writesTo, prepare, run };

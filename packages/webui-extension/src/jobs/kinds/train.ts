@@ -21,6 +21,7 @@ import {
   type JobKind,
   type JobOutcome,
   JobParamsError,
+  type WritePlace,
 } from "../types.ts";
 
 const GRAPH_LEVELS = ["disabled", "basic", "extended", "all"] as const;
@@ -253,9 +254,26 @@ async function run(ctx: JobContext): Promise<JobOutcome> {
 }
 
 /**
- * The trainer looks at pause/cancel after each optimizer step (seconds on a real model, longer during the
- * setup before the first step), and its worker must not be terminated inside an ONNX Runtime call.
+ * The trainer looks at a pause after each optimizer step (seconds on a real model, longer during the setup
+ * before the first step): a stopping service gives it this long to checkpoint.
  */
 const STOP_GRACE_MS = 120_000;
 
-export const kind: JobKind = { name: "train", resumable: true, stopGraceMs: STOP_GRACE_MS, prepare, run };
+/** The run folder (outputs, state files, samples, latent cache) and this LoRA's files in the Lora folder. */
+function writesTo(params: unknown): WritePlace[] {
+  const p = params as TrainJobParams;
+  return [
+    { dir: p.runDir, recursive: true },
+    { dir: p.config.output_dir, recursive: true },
+    { dir: p.hotLoad.dir, recursive: false, namePrefixes: [p.config.output_name] },
+  ];
+}
+
+export const kind: JobKind = {
+  name: "train",
+  resumable: true,
+  stopGraceMs: STOP_GRACE_MS,
+  writesTo,
+  prepare,
+  run,
+};
