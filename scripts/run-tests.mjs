@@ -3,7 +3,8 @@
 // so CI prints one readable TAP/spec report. Pass paths or substrings to run a subset:
 //   pnpm test prompt-lora     pnpm test packages/engine/test/autodiff.test.ts
 import { spawnSync } from "node:child_process";
-import { readdirSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -28,5 +29,10 @@ if (files.length === 0) {
   process.exit(1);
 }
 const args = ["--import", "tsx", "--test", "--test-concurrency=2", ...files];
-const r = spawnSync(process.execPath, args, { cwd: root, stdio: "inherit" });
+// Tests that open fp16 checkpoints on the CPU build fp32 weight caches; keep them out of the user's ~/.cache.
+const weightCache =
+  process.env.LORA_STUDIO_WEIGHT_CACHE ?? mkdtempSync(join(tmpdir(), "lora-studio-test-weights-"));
+const env = { ...process.env, LORA_STUDIO_WEIGHT_CACHE: weightCache };
+const r = spawnSync(process.execPath, args, { cwd: root, stdio: "inherit", env });
+if (!process.env.LORA_STUDIO_WEIGHT_CACHE) rmSync(weightCache, { recursive: true, force: true });
 process.exit(r.status ?? 1);
