@@ -220,3 +220,16 @@ test("training samples: a kohya prompt file rendered with an in-memory adapter, 
   const meta = await sharp(gridPath).metadata();
   assert.ok((meta.width ?? 0) >= 64 + 32 && (meta.height ?? 0) > 64);
 });
+
+test("renderSamples applies the run's clip skip to every prompt, as kohya samples with clip_skip", async () => {
+  const prompts = parseSamplePrompts("a cat --w 64 --h 64 --d 5 --s 3 --ss ddim\n");
+  const run = await renderSamples(pipe, prompts, { adapter: null, defaults: { clipSkip: 2 } });
+  await pipe.setLoras(null);
+  const o = { prompt: "a cat", width: 64, height: 64, seed: 5, steps: 3, sampler: "DDIM" };
+  const skip2 = await pipe.generate({ ...o, clipSkip: 2 });
+  const skip1 = await pipe.generate(o);
+  const { data } = await sharp(run.samples[0].png).raw().toBuffer({ resolveWithObject: true });
+  assert.deepEqual([...data], [...toRgb8(skip2.images, 0, 64, 64)]);
+  assert.notDeepEqual([...data], [...toRgb8(skip1.images, 0, 64, 64)]);
+  assert.match(run.samples[0].png.toString("latin1"), /Clip skip: 2/);
+});

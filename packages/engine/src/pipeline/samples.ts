@@ -21,6 +21,8 @@ export interface SampleDefaults {
   sampler?: string;
   /** Seed for prompts without --d; undefined = random per prompt. */
   seed?: number;
+  /** A1111's "Clip skip" for every prompt (kohya samples with the run's clip_skip). Default 1. */
+  clipSkip?: number;
 }
 
 export interface RenderedSample {
@@ -59,6 +61,7 @@ export async function renderSamples(
       steps: p.steps ?? d.steps ?? 20,
       cfg: p.cfg ?? d.cfg ?? 7,
       sampler: p.sampler ?? d.sampler ?? "DDIM",
+      clipSkip: d.clipSkip,
     });
     const rgb = toRgb8(r.images, 0, width, height);
     const infotext = createInfotext({
@@ -70,6 +73,7 @@ export async function renderSamples(
       seed,
       width,
       height,
+      clipSkip: r.clipSkip,
       modelHash: await pipe.model.modelHash(),
       modelName: pipe.model.modelName,
     });

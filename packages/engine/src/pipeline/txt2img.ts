@@ -139,7 +139,9 @@ export class Txt2ImgPipeline {
       shape: [1, ids.length],
       data: BigInt64Array.from(ids, (v) => BigInt(v)),
     };
-    const out = await te.run({ input_ids: input, ...this.feeds.te }, ["out"]);
+    // With clip skip the graph stops before the last layers, so their LoRA inputs are not part of it.
+    const lora = clipSkip > 1 ? pick(this.feeds.te, te.inputNames) : this.feeds.te;
+    const out = await te.run({ input_ids: input, ...lora }, ["out"]);
     return out.out.data as Float32Array;
   }
 
@@ -345,4 +347,8 @@ export class Txt2ImgPipeline {
     }
     return { decoded, images };
   }
+}
+
+function pick(feeds: Record<string, HostTensor>, names: readonly string[]): Record<string, HostTensor> {
+  return Object.fromEntries(names.filter((n) => n in feeds).map((n) => [n, feeds[n]]));
 }

@@ -63,6 +63,7 @@ export class SampleRenderer {
         steps: 20,
         cfg: 7,
         sampler: "DDIM",
+        clipSkip: this.config.clip_skip,
       },
       gridPath,
     });
