@@ -60,8 +60,9 @@ function cacheOptions(dir: string, messages: string[] = [], extra: object = {}):
 }
 
 function fileId(path: string): string {
+  // Milliseconds: marking a use rewrites mtime through utimes, which takes seconds as a double (~0.2 µs steps).
   const st = statSync(path, { bigint: true });
-  return `${st.ino}:${st.mtimeNs}`;
+  return `${st.ino}:${st.mtimeNs / 1_000_000n}`;
 }
 
 interface Inputs {

@@ -259,8 +259,8 @@ async function enforceCap(
 }
 
 /**
- * Marks a use for the LRU order by setting atime (mtime kept, to the microsecond: mtime and inode show whether a
- * file was rewritten). Also called while graphs are built from the file (at most once a minute), so a checkpoint
+ * Marks a use for the LRU order by setting atime (mtime kept to well under a millisecond, since utimes takes
+ * seconds as a double; mtime and inode show whether a file was rewritten). Also called while graphs are built from the file (at most once a minute), so a checkpoint
  * held open for hours is not the least recently used entry when another process trims the folder.
  */
 function usageMarker(path: string): () => void {
