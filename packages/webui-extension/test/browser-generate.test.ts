@@ -11,7 +11,7 @@ import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { type Browser, chromium, type Page } from "playwright-core";
 import type { Service } from "../src/server/serve.ts";
-import { FIXTURES, makeDirs, start } from "./support/service.ts";
+import { call, FIXTURES, makeDirs, start } from "./support/service.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
@@ -140,4 +140,38 @@ test("Generate tab: chip, prompt, progress, image with infotext, no layout jump"
     return names;
   })()`);
   assert.deepEqual(tabs, ["Datasets", "Train", "Runs", "Library"]);
+});
+
+test("a page opened while a generation runs follows it: progress, then the image", {
+  skip: !available && "no /usr/bin/chromium",
+}, async () => {
+  const started = await call(svc, "POST", "/api/generate", {
+    prompt: "a red square",
+    steps: 40,
+    width: 64,
+    height: 64,
+    seed: 3,
+  });
+  assert.equal(started.status, 202, JSON.stringify(started.body));
+  const fresh = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  try {
+    await fresh.goto(svc.url);
+    await fresh.locator('lora-studio-app nav button[data-tab="Generate"]').click();
+    const text = fresh.locator("ls-generate-tab #progress-text");
+    await fresh.waitForFunction(() => {
+      const root = document.querySelector("lora-studio-app")?.shadowRoot?.querySelector("ls-generate-tab");
+      return /step \d+ \/ 40|running|queued/.test(
+        root?.shadowRoot?.querySelector("#progress-text")?.textContent ?? "",
+      );
+    });
+    assert.match((await text.textContent()) ?? "", /step \d+ \/ 40|running|queued/);
+    assert.equal(await fresh.locator("ls-generate-tab #generate").isEnabled(), false);
+    await fresh.locator("ls-generate-tab figure img").waitFor({ timeout: 60000 });
+    assert.match(
+      (await fresh.locator("ls-generate-tab figure .infotext").textContent()) ?? "",
+      /Seed: 3, Size: 64x64/,
+    );
+  } finally {
+    await fresh.close();
+  }
 });

@@ -9,7 +9,7 @@
  * switch (kept in module state, as the tab element is recreated).
  */
 import { css, html, LitElement, nothing } from "lit";
-import type { EventSocket, JobEvent, StudioApi } from "./api.ts";
+import type { EventSocket, JobEvent, JobRecord, StudioApi } from "./api.ts";
 import { shared } from "./styles.ts";
 
 interface Options {
@@ -145,6 +145,22 @@ export class GenerateTab extends LitElement {
     this.socket.addEventListener("library-changed", this.onLibrary);
     void this.loadOptions();
     void this.loadChips();
+    void this.reattach();
+  }
+
+  /**
+   * After a page reload (or a tab switch mid-generation) follows the newest generation still queued or running:
+   * its events replay from the first, so the progress bar and then the images come back.
+   */
+  private async reattach(): Promise<void> {
+    if (this.jobId !== null) return;
+    const { jobs } = await this.api.get<{ jobs: JobRecord[] }>("/api/jobs").catch(() => ({ jobs: [] }));
+    const live = jobs.filter((j) => j.kind === "txt2img" && (j.state === "queued" || j.state === "running"));
+    const newest = live.sort((a, b) => a.createdAt - b.createdAt).at(-1);
+    if (!newest || this.jobId !== null) return;
+    this.jobId = newest.id;
+    this.progress = { done: 0, total: (newest.params as { steps?: number }).steps ?? 0, label: newest.state };
+    this.socket.subscribe(newest.id, 0);
   }
 
   override disconnectedCallback(): void {
