@@ -76,3 +76,40 @@ test("plan ETA: from N previous runs of the same shape, rough from another size,
     await svc.close();
   }
 });
+
+test("a train-estimate job takes the training job's loader options, and names a bad one", async () => {
+  const dirs = await makeDirs("ls-eta-model-");
+  const svc = await start(dirs);
+  try {
+    await makeTrainDataset(join(dirs.dataDir, "datasets"), "squares", "sqstyle", 2);
+    const config = {
+      train_data_dir: "squares",
+      base_model: TINY_DIFFUSERS,
+      resolution: 64,
+      enable_bucket: false,
+    };
+    const bad = await call(svc, "POST", "/api/jobs", {
+      kind: "train-estimate",
+      params: { config, model: { unet_heads: [2, 0] } },
+    });
+    assert.equal(bad.status, 400);
+    assert.match(String(bad.body.error), /train-estimate.*model\.unet_heads\[1\] must be a positive integer/);
+    const wrongType = await call(svc, "POST", "/api/jobs", {
+      kind: "train-estimate",
+      params: { config, model: { prediction_type: "x0" } },
+    });
+    assert.match(String(wrongType.body.error), /model\.prediction_type must be epsilon or v_prediction/);
+    const good = await call(svc, "POST", "/api/jobs", {
+      kind: "train-estimate",
+      params: { config, model: { prediction_type: "v_prediction" } },
+    });
+    assert.equal(good.status, 202, good.body.error);
+    assert.deepEqual(svc.queue.store.get(good.body.id as string)?.params, {
+      ...(svc.queue.store.get(good.body.id as string)?.params as object),
+      checkpointOptions: { predictionType: "v_prediction" },
+    });
+    await call(svc, "POST", `/api/jobs/${good.body.id}/cancel`);
+  } finally {
+    await svc.close();
+  }
+});

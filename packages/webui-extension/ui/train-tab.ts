@@ -266,7 +266,11 @@ export class TrainTab extends LitElement {
     try {
       const job = await this.api.send<{ id: string }>("POST", "/api/jobs", {
         kind: "train-estimate",
-        params: { config: this.values, graph_optimization: this.hot.ortOpt || undefined },
+        params: {
+          config: this.values,
+          graph_optimization: this.hot.ortOpt || undefined,
+          model: this.loaderOptions(),
+        },
       });
       for (;;) {
         await new Promise((r) => setTimeout(r, 1000));

@@ -12,6 +12,7 @@ import {
   initialTrainState,
   kohyaLoraInit,
   numel,
+  type OpenCheckpointOptions,
   type SessionOptions,
 } from "@lora-studio/engine";
 import type { TrainConfig } from "../config/schema.ts";
@@ -47,6 +48,8 @@ export async function estimateStep(
     steps?: number;
     tokenizerDir?: string;
     graphOptimization?: SessionOptions["graphOptimizationLevel"];
+    /** Loader options for a checkpoint that cannot state them (prediction type, head counts), as training uses. */
+    checkpointOptions?: OpenCheckpointOptions;
   } = {},
 ): Promise<StepEstimate> {
   const largest = [...plan.buckets].sort((a, b) => b.bucket[0] * b.bucket[1] - a.bucket[0] * a.bucket[1])[0];
@@ -54,7 +57,7 @@ export async function estimateStep(
   const base = await openBaseModel(config.base_model, {
     tokenizerDir: o.tokenizerDir,
     // A one-off measurement: building the fp32 cache would cost more than the measurement itself.
-    checkpoint: { fp32Cache: false },
+    checkpoint: { ...o.checkpointOptions, fp32Cache: false },
   });
   const teRanks = config.train_text_encoder
     ? textEncoderLoraRanks(base.architecture.modules, config)

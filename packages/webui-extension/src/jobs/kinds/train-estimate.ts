@@ -5,10 +5,13 @@
  * and it must not run beside a training (the timing would be wrong, and one GPU job runs at a time). In its own
  * process like training (ONNX Runtime; a cancel kills it at once).
  */
+
+import type { OpenCheckpointOptions } from "@lora-studio/engine";
 import type { TrainConfig } from "@lora-studio/trainer";
 import { ConfigError, DatasetError, estimateStep, planDataset } from "@lora-studio/trainer";
 import { configText, resolveJobConfig, runsDir } from "../../training/job-config.ts";
 import { type JobContext, type JobEnvironment, type JobKind, JobParamsError } from "../types.ts";
+import { checkpointOptions } from "./train.ts";
 
 const GRAPH_LEVELS = ["disabled", "basic", "extended", "all"] as const;
 
@@ -17,6 +20,7 @@ interface TrainEstimateParams {
   tokenizerDir?: string;
   graphOptimization?: (typeof GRAPH_LEVELS)[number];
   steps: number;
+  checkpointOptions?: OpenCheckpointOptions;
 }
 
 const fail = (message: string): never => {
@@ -44,6 +48,7 @@ async function prepare(raw: unknown, env: JobEnvironment): Promise<TrainEstimate
     tokenizerDir: env.clipTokenizerDir,
     graphOptimization: g as TrainEstimateParams["graphOptimization"],
     steps: steps as number,
+    checkpointOptions: checkpointOptions(p.model, fail),
   };
 }
 
@@ -56,6 +61,7 @@ async function run(ctx: JobContext) {
     steps: p.steps,
     tokenizerDir: p.tokenizerDir,
     graphOptimization: p.graphOptimization,
+    checkpointOptions: p.checkpointOptions,
   });
   if (est.secondsPerStep === undefined)
     throw new Error(`the step could not be timed${est.note ? `: ${est.note}` : ""}`);

@@ -51,33 +51,37 @@ const fail = (message: string): never => {
   throw new JobParamsError("train", message);
 };
 
-function optionalNumber(v: unknown, name: string): number | undefined {
+function optionalNumber(v: unknown, name: string, failWith = fail): number | undefined {
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== "number" || !Number.isFinite(v)) fail(`${name} must be a number`);
+  if (typeof v !== "number" || !Number.isFinite(v)) failWith(`${name} must be a number`);
   return v as number;
 }
 
-function checkpointOptions(v: unknown): OpenCheckpointOptions | undefined {
+/** The job's `model` loader options (what a single file cannot state) as the engine's checkpoint options. */
+export function checkpointOptions(
+  v: unknown,
+  failWith: (message: string) => never = fail,
+): OpenCheckpointOptions | undefined {
   if (v === undefined || v === null) return undefined;
   if (typeof v !== "object" || Array.isArray(v))
-    fail("model must be { prediction_type?, text_encoder_heads?, unet_heads? }");
+    failWith("model must be { prediction_type?, text_encoder_heads?, unet_heads? }");
   const m = v as Record<string, unknown>;
   const out: OpenCheckpointOptions = {};
   if (m.prediction_type !== undefined) {
     if (m.prediction_type !== "epsilon" && m.prediction_type !== "v_prediction")
-      fail("model.prediction_type must be epsilon or v_prediction");
+      failWith("model.prediction_type must be epsilon or v_prediction");
     out.predictionType = m.prediction_type as "epsilon" | "v_prediction";
   }
-  const heads = optionalNumber(m.text_encoder_heads, "model.text_encoder_heads");
+  const heads = optionalNumber(m.text_encoder_heads, "model.text_encoder_heads", failWith);
   if (heads !== undefined) out.textEncoderHeads = heads;
   if (Array.isArray(m.unet_heads))
     out.unetHeads = m.unet_heads.map((h, i) =>
       typeof h === "number" && Number.isInteger(h) && h > 0
         ? h
-        : fail(`model.unet_heads[${i}] must be a positive integer`),
+        : failWith(`model.unet_heads[${i}] must be a positive integer`),
     );
   else {
-    const u = optionalNumber(m.unet_heads, "model.unet_heads");
+    const u = optionalNumber(m.unet_heads, "model.unet_heads", failWith);
     if (u !== undefined) out.unetHeads = u;
   }
   return out;
