@@ -6,14 +6,18 @@
  *   of a few TE modules (attention and MLP, both layers), with nonzero `up` so the `down` gradient is nonzero;
  *   built with gradient checkpointing, so the recomputed backward is what is checked;
  * - lr.te = 0 leaves every TE parameter exactly as it was while the UNet's move (the separate groups);
- * - clip skip builds only the layers it uses, so the skipped layer gets no LoRA inputs.
+ * - clip skip builds only the layers it uses, so the skipped layer gets no LoRA inputs;
+ * - in fp16 compute (dynamic loss scaling) the first update of every LoRA tensor points the way the float32
+ *   step's does (cosine > 0.99: fp16 rounding, not a wrong or missing gradient), and a short run lowers the loss.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { openCheckpoint } from "../src/models/loader/checkpoint.ts";
+import type { ComputeDType } from "../src/nn/module.ts";
 import { initialTrainState } from "../src/optim/train-step.ts";
 import { Session } from "../src/runtime/session.ts";
 import type { HostTensor } from "../src/runtime/tensor.ts";
+import { TrainStepRunner } from "../src/runtime/train-step.ts";
 import { kohyaLoraInit } from "../src/training/lora-init.ts";
 import { buildJointLoraTrainStep } from "../src/training/lora-joint-train-step.ts";
 import { f32, TINY_OPTIONS, TINY_SINGLE } from "./models.helpers.ts";
@@ -34,7 +38,7 @@ const RANK = 2;
 const BATCH = 2;
 const SEQ = 77;
 
-async function jointStep(clipSkip = 1) {
+async function jointStep(clipSkip = 1, computeDType: ComputeDType = "float32") {
   const ck = await openCheckpoint(TINY_SINGLE, TINY_OPTIONS);
   const ranks = (paths: string[]) => new Map(paths.map((p) => [p, RANK] as [string, number]));
   const step = buildJointLoraTrainStep(ck.unet, ck.weights.unet, {
@@ -44,6 +48,7 @@ async function jointStep(clipSkip = 1) {
     ranks: ranks(UNET_MODULES),
     optimizer: { kind: "sgd", momentum: 0, weightDecay: 0 },
     gradientCheckpointing: true,
+    computeDType,
     textEncoder: {
       config: ck.textEncoder,
       weights: ck.weights.textEncoder,
@@ -204,4 +209,65 @@ test("joint step with clip skip 2 builds (and trains) only the text-encoder laye
   );
   assert.ok(step.graph.inputs.some((v) => v.name === "input_ids"));
   assert.ok(!step.graph.inputs.some((v) => v.name === "encoder_hidden_states"));
+});
+
+test("joint step in fp16: first update agrees with float32, and a short run lowers the loss", async () => {
+  const first = async (dtype: ComputeDType) => {
+    const { ck, step } = await jointStep(1, dtype);
+    const init = kohyaLoraInit([...step.modules, ...step.teModules], 5);
+    const r = rng(4);
+    for (const m of [...step.modules, ...step.teModules])
+      init.set(
+        m.upState,
+        Float32Array.from(randn(r, m.upShape[0] * m.upShape[1]), (x) => 0.1 * x),
+      );
+    const feeds: Record<string, HostTensor> = { ...dataFeeds() };
+    for (const m of [...step.modules, ...step.teModules]) feeds[m.scaleInput] = f32([], Float32Array.of(1));
+    feeds[step.lrInputs.te] = f32([], Float32Array.of(1));
+    feeds[step.lrInputs.unet] = f32([], Float32Array.of(1));
+    const session = await Session.create(step.graph, {
+      executionProvider: "cpu",
+      onMessage: () => {},
+      disabledOptimizers: step.disabledOptimizers,
+    });
+    const runner = new TrainStepRunner(session, initialTrainState(step.step, init));
+    const losses: number[] = [];
+    const updates = new Map<string, Float32Array>();
+    try {
+      for (let i = 0; i < (dtype === "float16" ? 12 : 1); i++) {
+        const before = new Map([...runner.state].map(([k, t]) => [k, (t.data as Float32Array).slice()]));
+        const out = await runner.step(feeds);
+        losses.push(out.loss.data[0] as number);
+        if (i === 0)
+          for (const m of [...step.modules, ...step.teModules])
+            for (const name of [m.downState, m.upState]) {
+              const now = runner.state.get(name)!.data as Float32Array;
+              updates.set(
+                name,
+                now.map((x, j) => x - (before.get(name) as Float32Array)[j]),
+              );
+            }
+      }
+    } finally {
+      await session.release();
+      await ck.close();
+    }
+    return { losses, updates, teNames: step.teModules.flatMap((m) => [m.downState, m.upState]) };
+  };
+  const fp32 = await first("float32");
+  const fp16 = await first("float16");
+  assert.ok(fp16.teNames.length > 0);
+  for (const [name, u32] of fp32.updates) {
+    const u16 = fp16.updates.get(name) as Float32Array;
+    const dot = u32.reduce((s, x, j) => s + x * u16[j], 0);
+    const cos = dot / (norm(u32) * norm(u16));
+    assert.ok(cos > 0.99, `${name}: cosine ${cos} between the fp16 and float32 first updates`);
+  }
+  const l = fp16.losses;
+  assert.ok(
+    Math.abs(l[0] - fp32.losses[0]) < 1e-2 * Math.abs(fp32.losses[0]),
+    `fp16 loss ${l[0]} vs ${fp32.losses[0]}`,
+  );
+  // SGD on one fixed batch: every step lowers the loss a little (measured 0.76836 -> 0.76613 in 12 steps).
+  for (let i = 1; i < l.length; i++) assert.ok(l[i] < l[i - 1], `fp16 losses ${l.join(", ")}`);
 });
