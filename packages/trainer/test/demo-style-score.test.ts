@@ -3,7 +3,7 @@ import { test } from "node:test";
 import sharp from "sharp";
 import { demoScene, renderPng } from "../src/demo/dataset.ts";
 import { PAPER } from "../src/demo/scenes.ts";
-import { meanStats, scorePrompts, styleDistance, styleStats } from "../src/demo/style-score.ts";
+import { meanStats, scorePrompts, styleDistance, styleStats, styleVerdict } from "../src/demo/style-score.ts";
 
 const paperRgb = [1, 3, 5].map((i) => Number.parseInt(PAPER.slice(i, i + 2), 16));
 
@@ -71,4 +71,28 @@ test("unseen ink-wash pictures score close to the demo set, generic pictures far
   assert.equal(same.references, training.filter((t) => t.caption === prompt).length);
   assert.equal(other.references, training.length);
   assert.ok(same.after < same.before, JSON.stringify(same));
+});
+
+test("the verdict judges only the trigger-word prompts, and every one of them must come out closer", () => {
+  const score = (prompt: string, before: number, after: number) => ({ prompt, references: 1, before, after });
+  const good = styleVerdict(
+    [
+      score("inkwash style, bamboo", 1.2, 0.7),
+      score("inkwash style, mountains", 1.4, 0.7),
+      score("a red circle", 2, 3),
+    ],
+    "inkwash",
+  );
+  assert.equal(good.improved, true);
+  assert.deepEqual(good.notCloser, []);
+  assert.ok(Math.abs(good.meanBefore - 1.3) < 1e-9 && Math.abs(good.meanAfter - 0.7) < 1e-9);
+  assert.match(good.line, /moved all 2 "inkwash" prompts closer/);
+  const bad = styleVerdict(
+    [score("inkwash style, bamboo", 1.2, 1.2), score("inkwash style, mountains", 1.4, 0.7)],
+    "inkwash",
+  );
+  assert.equal(bad.improved, false);
+  assert.deepEqual(bad.notCloser, ["inkwash style, bamboo"]);
+  assert.match(bad.line, /NOT CONVINCING: 1 of 2/);
+  assert.throws(() => styleVerdict([score("a red circle", 2, 1)], "inkwash"));
 });

@@ -5,7 +5,8 @@
  *     `pnpm train --config configs/demo.yaml` does (skipped when the LoRA exists, unless --retrain);
  *  3. renders the config's sample prompts with the base model alone and with the LoRA (same seeds) into
  *     runs/demo/before-after.png (top row before, bottom row after), and prints how close each picture's
- *     colours are to the training pictures' (style-score.ts), also written to runs/demo/style-score.json.
+ *     colours are to the training pictures' (style-score.ts) with a verdict (did every ink-wash prompt come out
+ *     closer?), also written to runs/demo/style-score.json.
  */
 import { existsSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
@@ -20,12 +21,20 @@ import type { TrainConfig } from "../config/schema.ts";
 import { parseCsv } from "../dataset/csv.ts";
 import { writeDemoDataset } from "./dataset.ts";
 import { renderBeforeAfter } from "./samples.ts";
-import { formatScores, type PromptScore, scorePrompts } from "./style-score.ts";
+import {
+  formatScores,
+  type PromptScore,
+  type StyleVerdict,
+  scorePrompts,
+  styleVerdict,
+} from "./style-score.ts";
 
 const REPO = fileURLToPath(new URL("../../../../", import.meta.url));
 export const DEMO_CONFIG = join(REPO, "configs", "demo.yaml");
 /** The ink-wash set: 24 pictures, as a small style dataset would have. */
 export const DEMO_DATASET = { kind: "inkwash", count: 24, seed: 7 } as const;
+/** The trigger word of the ink-wash captions: the sample prompts with it are the ones the verdict judges. */
+export const DEMO_TRIGGER = "inkwash";
 
 export async function runDemo(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -79,9 +88,13 @@ export async function runDemo(argv: string[]): Promise<number> {
   process.stdout.write(`before/after: ${out} (top: base model, bottom: with the LoRA)\n`);
   const scores = scorePrompts(prompts, before, after, await readTrainingPictures(dataDir));
   process.stdout.write(`${formatScores(scores)}\n`);
+  const verdict = prompts.some((p) => p.includes(DEMO_TRIGGER))
+    ? styleVerdict(scores, DEMO_TRIGGER)
+    : undefined;
+  if (verdict) process.stdout.write(`${verdict.line}\n`);
   await atomicWriteFile(
     join(dirname(out), "style-score.json"),
-    `${JSON.stringify({ scores } satisfies { scores: PromptScore[] }, null, 2)}\n`,
+    `${JSON.stringify({ scores, verdict } satisfies { scores: PromptScore[]; verdict?: StyleVerdict }, null, 2)}\n`,
   );
   process.stdout.write(`LoRA for the WebUI: ${loraPath} (copy into models/Lora)\n`);
   return 0;

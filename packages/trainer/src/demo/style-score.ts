@@ -5,7 +5,7 @@
  * (low saturation). A picture's distance to the training set is the sum of the absolute differences of these
  * statistics (each in [0, 1]) from the training pictures' means. Measured: unseen ink-wash pictures score up to
  * ~0.6 against the whole set (mountains carry far more ink than circles, hence the per-caption references of
- * scorePrompts), generic flat-colour pictures about 3x more on average; the shipped demo's before row ~1.5.
+ * scorePrompts), generic flat-colour pictures about 3x more on average; the shipped demo's before row 1.2-1.6.
  */
 import { PAPER } from "./scenes.ts";
 
@@ -109,4 +109,36 @@ export function formatScores(scores: readonly PromptScore[]): string {
       `${s.prompt.padEnd(width)}  ${s.before.toFixed(3).padStart(6)}  ${s.after.toFixed(3).padStart(6)}`,
     );
   return lines.join("\n");
+}
+
+export interface StyleVerdict {
+  /** True when every prompt with the style's trigger word came out closer to the training pictures. */
+  improved: boolean;
+  /** The prompts with the trigger word that did not (after >= before). */
+  notCloser: string[];
+  /** Mean distance of the trigger-word prompts before and after. */
+  meanBefore: number;
+  meanAfter: number;
+  line: string;
+}
+
+/**
+ * Whether the LoRA moved the style prompts (those containing `trigger`) towards the training pictures: all of
+ * them must score lower after than before. Prompts without the trigger word are not judged (a style LoRA may
+ * or may not leave them alone).
+ */
+export function styleVerdict(scores: readonly PromptScore[], trigger: string): StyleVerdict {
+  const style = scores.filter((s) => s.prompt.includes(trigger));
+  if (style.length === 0) throw new Error(`styleVerdict: no prompt contains "${trigger}"`);
+  const notCloser = style.filter((s) => !(s.after < s.before)).map((s) => s.prompt);
+  const mean = (f: (s: PromptScore) => number) => style.reduce((a, s) => a + f(s), 0) / style.length;
+  const meanBefore = mean((s) => s.before);
+  const meanAfter = mean((s) => s.after);
+  const figures = `mean distance ${meanBefore.toFixed(3)} -> ${meanAfter.toFixed(3)}`;
+  const improved = notCloser.length === 0;
+  const line = improved
+    ? `verdict: the LoRA moved all ${style.length} "${trigger}" prompts closer to the training pictures (${figures})`
+    : `verdict: NOT CONVINCING: ${notCloser.length} of ${style.length} "${trigger}" prompts got no closer to the ` +
+      `training pictures (${notCloser.map((p) => `"${p}"`).join(", ")}; ${figures})`;
+  return { improved, notCloser, meanBefore, meanAfter, line };
 }
