@@ -151,12 +151,14 @@ async function loop(
   const times: number[] = [];
   let epochLosses: number[] = [];
   let status: TrainResult["status"] = "done";
+  let overflowSkips = 0;
   while (step < total) {
     const started = performance.now();
     const lr = unetLrAt(step);
     const lrTextEncoder = teLrAt(step);
     let lossSum = 0;
     let bad = false;
+    let overflowed = false;
     for (let j = 0; j < k; j++) {
       const micro = step * k + j;
       const current = await (pending as Promise<Prepared>);
@@ -178,6 +180,8 @@ async function loop(
       const out = await running;
       const loss = (out.loss.data as Float32Array)[0];
       if ((out.nonfinite.data as Uint8Array)[0] !== 0 || !Number.isFinite(loss)) bad = true;
+      // fp16 with dynamic loss scaling: a step whose gradients overflowed is skipped and the scale halved.
+      if (out.overflow !== undefined && (out.overflow.data as Uint8Array)[0] !== 0) overflowed = true;
       lossSum += loss;
       savedOrder = current.orderAfter;
       if (current.epoch !== epoch) {
@@ -199,6 +203,16 @@ async function loop(
       run.logs.metrics({ step, epoch: epoch + 1, loss, lr_unet: lr, lr_textencoder: lrTextEncoder });
       run.logs.flush();
       throw err;
+    }
+    if (overflowed) {
+      overflowSkips++;
+      // The first few are the loss scale settling from 65536 (as torch's GradScaler); then every 10th.
+      if (overflowSkips <= 3 || overflowSkips % 10 === 0)
+        emit({
+          type: "log",
+          level: overflowSkips <= 3 ? "info" : "warn",
+          message: `step ${step}: fp16 gradients overflowed, update skipped and loss scale halved (${overflowSkips} so far)`,
+        });
     }
     losses.push(loss);
     epochLosses.push(loss);
@@ -222,6 +236,7 @@ async function loop(
       lr_unet: lr,
       lr_textencoder: lrTextEncoder,
       eval_loss: evalLoss,
+      fp16_overflow_skips: overflowSkips > 0 ? overflowSkips : undefined,
     });
     emit({
       type: "step",
