@@ -5,21 +5,15 @@
  * service; the form does not move while the results arrive. Screenshot: test-artifacts/generate.png.
  */
 import assert from "node:assert/strict";
-import { access, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import type { Service } from "../src/server/serve.ts";
+import { ARTIFACTS, chromiumAvailable, openBrowser } from "./support/browser.ts";
 import { call, FIXTURES, makeDirs, start } from "./support/service.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
 const TINY_DIFFUSERS = join(FIXTURES, "tiny-sd1", "diffusers");
-const available = await access(CHROMIUM).then(
-  () => true,
-  () => false,
-);
+const available = chromiumAvailable;
 
 let svc: Service;
 let browser: Browser;
@@ -29,13 +23,7 @@ before(async () => {
   if (!available) return;
   const dirs = await makeDirs("ls-browser-gen-");
   svc = await start(dirs, { baseModel: TINY_DIFFUSERS });
-  await mkdir(ARTIFACTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-  });
-  page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  page.on("pageerror", (e) => console.error("page error:", e.message));
+  ({ browser, page } = await openBrowser());
 });
 
 after(async () => {

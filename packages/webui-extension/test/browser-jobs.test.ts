@@ -12,15 +12,16 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { access, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { solidPng, writeTinyTagger } from "../../trainer/test/autolabel.helpers.ts";
 import type { Service } from "../src/server/serve.ts";
 import { type A1111Host, startA1111Host } from "./support/a1111-host.ts";
+import { ARTIFACTS, chromiumAvailable, openBrowser } from "./support/browser.ts";
 import { call, type Dirs, makeDirs, start, waitForJob } from "./support/service.ts";
 import {
   CLIP_TOKENIZER,
@@ -31,13 +32,8 @@ import {
 } from "./support/train-fixture.ts";
 
 const run = promisify(execFile);
-const CHROMIUM = "/usr/bin/chromium";
-const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
 const BUILD_SCRIPT = fileURLToPath(new URL("../src/build-extension.ts", import.meta.url));
-const available = await access(CHROMIUM).then(
-  () => true,
-  () => false,
-);
+const available = chromiumAvailable;
 const skip = !available && "no /usr/bin/chromium";
 
 const RED = "red background, long hair, ^_^, simple background";
@@ -80,13 +76,7 @@ before(async () => {
   await solidPng(join(ds, "human.png"), 20, 20, [0, 0, 255]);
   await writeFile(join(ds, "human.txt"), "my own words\n");
   await makeTrainDataset(join(dirs.dataDir, "datasets"), "squares", "sqstyle", 2);
-  await mkdir(ARTIFACTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-  });
-  page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  page.on("pageerror", (e) => console.error("page error:", e.message));
+  ({ browser, page } = await openBrowser());
 });
 
 after(async () => {

@@ -5,23 +5,17 @@
  * host's Lora list. Screenshots: test-artifacts/train-form.png, runs-training.png, runs-trained.png.
  */
 import assert from "node:assert/strict";
-import { access, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { listWebuiLoras } from "../src/bridge/webui.ts";
 import type { Service } from "../src/server/serve.ts";
 import { type A1111Host, startA1111Host } from "./support/a1111-host.ts";
+import { ARTIFACTS, chromiumAvailable, openBrowser } from "./support/browser.ts";
 import { builtExtension, type Dirs, makeDirs, start } from "./support/service.ts";
 import { makeTrainDataset, TINY_DIFFUSERS } from "./support/train-fixture.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
-const available = await access(CHROMIUM).then(
-  () => true,
-  () => false,
-);
+const available = chromiumAvailable;
 
 let dirs: Dirs;
 let host: A1111Host;
@@ -42,13 +36,7 @@ before(async () => {
   mountAttrs.service = svc.url;
   mountAttrs.token = svc.token;
   await makeTrainDataset(join(dirs.dataDir, "datasets"), "squares", "sqstyle", 3);
-  await mkdir(ARTIFACTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-  });
-  page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
-  page.on("pageerror", (e) => console.error("page error:", e.message));
+  ({ browser, page } = await openBrowser({ width: 1280, height: 1000 }));
 });
 
 after(async () => {

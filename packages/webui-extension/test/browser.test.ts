@@ -5,24 +5,18 @@
  * test-artifacts/.
  */
 import assert from "node:assert/strict";
-import { access, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { listWebuiLoras } from "../src/bridge/webui.ts";
 import type { Service } from "../src/server/serve.ts";
 import { type A1111Host, startA1111Host } from "./support/a1111-host.ts";
+import { ARTIFACTS, chromiumAvailable, openBrowser } from "./support/browser.ts";
 import { builtExtension, call, type Dirs, makeDirs, start } from "./support/service.ts";
 import { sharp } from "./support/sharp.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const ARTIFACTS = fileURLToPath(new URL("../test-artifacts/", import.meta.url));
-
-const available = await access(CHROMIUM).then(
-  () => true,
-  () => false,
-);
+const available = chromiumAvailable;
 
 let dirs: Dirs;
 let host: A1111Host;
@@ -64,21 +58,7 @@ before(async () => {
     .png()
     .toBuffer();
   await writeFile(join(dirs.dataDir, "datasets", "faces", "face1.png"), img);
-  await mkdir(ARTIFACTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-  page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  page.on("pageerror", (e) => console.error("page error:", e.message));
+  ({ browser, page } = await openBrowser());
 });
 
 after(async () => {
