@@ -14,24 +14,12 @@ import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import {
-  buildUNetGraph,
-  type HostTensor,
-  loraInputNames,
-  openCheckpoint,
-  Session,
-} from "@lora-studio/engine";
 import { readAdapter } from "@lora-studio/prompt-lora";
 import sharp from "sharp";
-import { epochBatches } from "../src/dataset/order.ts";
-import { orderBuckets, planDataset } from "../src/dataset/plan.ts";
 import { readMetrics } from "../src/logging/metrics.ts";
-import { openBaseModel } from "../src/train/base-model.ts";
-import { prepareBatch } from "../src/train/batch.ts";
-import { cacheLatents, TextEmbedder } from "../src/train/encoders.ts";
-import { EVAL_TIMESTEPS } from "../src/train/evaluation.ts";
 import { train } from "../src/train/train.ts";
-import { makeDataset, removeDirs, TINY_DIFFUSERS, tempDir, tinyConfig } from "./train.helpers.ts";
+import { inferenceEvalLosses } from "./inference-eval.helpers.ts";
+import { makeDataset, removeDirs, tempDir, tinyConfig } from "./train.helpers.ts";
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
@@ -131,72 +119,7 @@ test("a 40-step LoRA run on the tiny model lowers the fixed-batch loss and write
   assert.ok(!before.equals(after), "the sample after training equals the one before");
 
   // Independent check of the file: inference UNet + the adapter read back = the trainer's evaluation losses.
-  const base = await openBaseModel(TINY_DIFFUSERS);
-  const plan = await planDataset(config);
-  const latents = await cacheLatents(base, plan.images, {
-    seed: config.seed,
-    flipAug: false,
-    diskDir: null,
-    session: {},
-  });
-  const embedder = await TextEmbedder.create(base, { clipSkip: 1, cacheable: true, session: {} });
-  const ck = await openCheckpoint(TINY_DIFFUSERS);
-  const ranks = new Map(adapter.modules.map((m) => [m.path, m.tensors.down.shape[0]] as [string, number]));
-  const { graph } = buildUNetGraph(ck.unet, ck.weights.unet, {
-    batch: 1,
-    height: 8,
-    width: 8,
-    lora: { component: "unet", ranks },
-  });
-  const unet = await Session.create(graph, { graphOptimizationLevel: "disabled", onMessage: () => {} });
-  const evalLoss = async (strength: number) => {
-    const batch = epochBatches(orderBuckets(plan), 1, config.seed, 0)[0];
-    let sum = 0;
-    for (const [e, t] of EVAL_TIMESTEPS.entries()) {
-      const { feeds } = await prepareBatch(
-        {
-          seed: config.seed,
-          schedule: base.schedule,
-          images: plan.images,
-          latents,
-          embedder,
-          flipAug: false,
-          noiseOffset: 0,
-          captions: { shuffleCaption: false, keepTokens: 0, captionDropoutRate: 0 },
-        },
-        batch,
-        -1,
-        { timesteps: [t], noiseKey: -1 - e },
-      );
-      const f: Record<string, HostTensor> = {
-        sample: feeds.sample,
-        timestep: feeds.timestep,
-        encoder_hidden_states: feeds.encoder_hidden_states,
-      };
-      for (const m of adapter.modules) {
-        const names = loraInputNames("unet", m.path);
-        f[names.down] = { dtype: "float32", shape: m.tensors.down.shape, data: m.tensors.down.data };
-        f[names.up] = { dtype: "float32", shape: m.tensors.up.shape, data: m.tensors.up.data };
-        f[names.scale] = {
-          dtype: "float32",
-          shape: [],
-          data: Float32Array.of((strength * (m.alpha ?? 0)) / m.tensors.down.shape[0]),
-        };
-      }
-      const o = (await unet.run(f)).out.data as Float32Array;
-      const target = feeds.target.data as Float32Array;
-      let s = 0;
-      for (let i = 0; i < o.length; i++) s += (o[i] - target[i]) ** 2;
-      sum += s / o.length;
-    }
-    return sum / EVAL_TIMESTEPS.length;
-  };
-  const withLora = await evalLoss(1);
-  const withoutLora = await evalLoss(0);
-  await unet.release();
-  await embedder.release();
-  await ck.close();
-  await base.checkpoint.close();
+  const [withLora, withoutLora] = await inferenceEvalLosses(config, adapter, [1, 0]);
   const lastEval = result.evalLosses.at(-1)!.loss;
   assert.ok(
     Math.abs(withLora - lastEval) <= 1e-4 * lastEval,

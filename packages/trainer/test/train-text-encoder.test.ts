@@ -14,25 +14,12 @@ import assert from "node:assert/strict";
 import { copyFileSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import {
-  buildClipTextGraph,
-  buildUNetGraph,
-  type HostTensor,
-  loraInputNames,
-  openCheckpoint,
-  Session,
-} from "@lora-studio/engine";
-import { type AdapterModule, readAdapter } from "@lora-studio/prompt-lora";
-import { epochBatches } from "../src/dataset/order.ts";
-import { orderBuckets, planDataset } from "../src/dataset/plan.ts";
+import { readAdapter } from "@lora-studio/prompt-lora";
 import { readMetrics } from "../src/logging/metrics.ts";
-import { openBaseModel } from "../src/train/base-model.ts";
-import { prepareBatch } from "../src/train/batch.ts";
 import { loadTrainState } from "../src/train/checkpoint.ts";
-import { cacheLatents, TextEmbedder } from "../src/train/encoders.ts";
-import { EVAL_TIMESTEPS } from "../src/train/evaluation.ts";
 import { train } from "../src/train/train.ts";
-import { makeDataset, removeDirs, TINY_DIFFUSERS, tempDir, tinyConfig } from "./train.helpers.ts";
+import { inferenceEvalLosses } from "./inference-eval.helpers.ts";
+import { makeDataset, removeDirs, tempDir, tinyConfig } from "./train.helpers.ts";
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const fast = { graphOptimization: "disabled" } as const;
@@ -49,21 +36,6 @@ function headerKeys(path: string): string[] {
   const raw = readFileSync(path);
   return Object.keys(JSON.parse(raw.subarray(8, 8 + Number(raw.readBigUInt64LE(0))).toString("utf8")));
 }
-
-const loraFeeds = (modules: AdapterModule[], component: "te" | "unet") => {
-  const f: Record<string, HostTensor> = {};
-  for (const m of modules.filter((x) => x.component === component)) {
-    const names = loraInputNames(component, m.path);
-    f[names.down] = { dtype: "float32", shape: m.tensors.down.shape, data: m.tensors.down.data };
-    f[names.up] = { dtype: "float32", shape: m.tensors.up.shape, data: m.tensors.up.data };
-    f[names.scale] = {
-      dtype: "float32",
-      shape: [],
-      data: Float32Array.of((m.alpha ?? 0) / m.tensors.down.shape[0]),
-    };
-  }
-  return f;
-};
 
 test("train_text_encoder: the loss falls, the TE LoRA moves, and the kohya file holds lora_te_* + lora_unet_*", async () => {
   const data = tempDir("ls-te-data-");
@@ -127,91 +99,7 @@ test("train_text_encoder: the loss falls, the TE LoRA moves, and the kohya file 
   assert.equal(readdirSync(join(out, "samples")).length, 2);
 
   // Independent check of the file: inference text encoder + UNet with the adapter read back from disk.
-  const base = await openBaseModel(TINY_DIFFUSERS);
-  const plan = await planDataset(config);
-  const latents = await cacheLatents(base, plan.images, {
-    seed: config.seed,
-    flipAug: false,
-    diskDir: null,
-    session: {},
-  });
-  const embedder = await TextEmbedder.create(base, {
-    clipSkip: 1,
-    cacheable: false,
-    session: {},
-    encode: false,
-  });
-  const ck = await openCheckpoint(TINY_DIFFUSERS);
-  const ranksOf = (component: "te" | "unet") =>
-    new Map(
-      adapter.modules
-        .filter((m) => m.component === component)
-        .map((m) => [m.path, m.tensors.down.shape[0]] as [string, number]),
-    );
-  const textGraph = buildClipTextGraph(ck.textEncoder, ck.weights.textEncoder, {
-    batch: 1,
-    seqLen: 77,
-    lora: { component: "te", ranks: ranksOf("te") },
-  }).graph;
-  const unetGraph = buildUNetGraph(ck.unet, ck.weights.unet, {
-    batch: 1,
-    height: 8,
-    width: 8,
-    lora: { component: "unet", ranks: ranksOf("unet") },
-  }).graph;
-  const opts = { graphOptimizationLevel: "disabled", onMessage: () => {} } as const;
-  const textSession = await Session.create(textGraph, opts);
-  const unetSession = await Session.create(unetGraph, opts);
-  const zero = (f: Record<string, HostTensor>) => {
-    for (const [k, t] of Object.entries(f))
-      if (k.endsWith(".scale")) f[k] = { ...t, data: Float32Array.of(0) };
-    return f;
-  };
-  const evalLoss = async (withLora: boolean) => {
-    const batch = epochBatches(orderBuckets(plan), 1, config.seed, 0)[0];
-    let sum = 0;
-    for (const [e, t] of EVAL_TIMESTEPS.entries()) {
-      const { feeds } = await prepareBatch(
-        {
-          seed: config.seed,
-          schedule: base.schedule,
-          images: plan.images,
-          latents,
-          embedder,
-          flipAug: false,
-          noiseOffset: 0,
-          captions: { shuffleCaption: false, keepTokens: 0, captionDropoutRate: 0 },
-          tokenIds: true,
-        },
-        batch,
-        -1,
-        { timesteps: [t], noiseKey: -1 - e },
-      );
-      let teFeeds = loraFeeds(adapter.modules, "te");
-      let unetFeeds = loraFeeds(adapter.modules, "unet");
-      if (!withLora) [teFeeds, unetFeeds] = [zero(teFeeds), zero(unetFeeds)];
-      const hidden = (await textSession.run({ ...teFeeds, input_ids: feeds.input_ids }, ["out"])).out;
-      const o = (
-        await unetSession.run({
-          ...unetFeeds,
-          sample: feeds.sample,
-          timestep: feeds.timestep,
-          encoder_hidden_states: hidden,
-        })
-      ).out.data as Float32Array;
-      const target = feeds.target.data as Float32Array;
-      let s = 0;
-      for (let i = 0; i < o.length; i++) s += (o[i] - target[i]) ** 2;
-      sum += s / o.length;
-    }
-    return sum / EVAL_TIMESTEPS.length;
-  };
-  const withLora = await evalLoss(true);
-  const withoutLora = await evalLoss(false);
-  await textSession.release();
-  await unetSession.release();
-  await ck.close();
-  await base.checkpoint.close();
+  const [withLora, withoutLora] = await inferenceEvalLosses(config, adapter, [1, 0]);
   const lastEval = result.evalLosses.at(-1)?.loss ?? Number.NaN;
   assert.ok(
     Math.abs(withLora - lastEval) <= 1e-4 * lastEval,
