@@ -310,6 +310,11 @@ export async function openFp32Cache(
         : { built: false, bytes: (await stat(path)).size, buildMs: 0 };
     const result = await withBuildLock(path, reuse, async (): Promise<BuildResult> => {
       const t = performance.now();
+      // Said first, since a full SD1.5 UNet takes about a minute to convert on 2 cores (docs/benchmarks.md).
+      say(
+        `lora-studio: fp32 weight cache: converting ${component} of ${source.path} to float32 ` +
+          `(${first === "missing" ? "first use" : `rebuild: ${first}`}; once per checkpoint)…`,
+      );
       const bytes = await writeCacheFile(path, source, plan, identity);
       const after = await sourceIdentity(source.path, prefix);
       if (after.source_mtime_ns !== identity.source_mtime_ns || after.source_size !== identity.source_size) {
