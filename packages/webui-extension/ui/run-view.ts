@@ -163,7 +163,7 @@ export class RunView extends LitElement {
       <div class="health" aria-label="training health">
         ${
           health
-            ? html`<h4>Training health (${health.status})</h4><ul>${health.notes.map((n) => html`<li class=${n.kind === "falling" ? "ok" : "warn"}>${n.message}</li>`)}</ul>`
+            ? html`<h4>Training health (${health.status})</h4><ul>${health.notes.map((n) => html`<li class=${n.kind === "falling" ? "ok" : n.kind === "too-short" ? "muted" : "warn"}>${n.message}</li>`)}</ul>`
             : html`<span class="muted">Training health advice appears when the run ends.</span>`
         }
       </div>`;

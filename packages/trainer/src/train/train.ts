@@ -276,7 +276,7 @@ async function loop(
   for (const h of health)
     emit({
       type: "log",
-      level: h.kind === "falling" ? "info" : "warn",
+      level: h.kind === "falling" || h.kind === "too-short" ? "info" : "warn",
       message: `training health: ${h.message}`,
     });
   emit({ type: "done", status, step, loraPath: lastLora, health });
