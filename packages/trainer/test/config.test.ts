@@ -139,3 +139,17 @@ test("target_modules match whole trailing path segments", () => {
   assert.equal(p("mid_block.attentions.0.transformer_blocks.0.attn1.to_k"), false);
   assert.equal(p("xto_q"), false);
 });
+
+test("execution_provider takes the engine's providers, auto included, and names the choices otherwise", async () => {
+  for (const p of ["cpu", "cuda", "tensorrt", "webgpu", "auto", "CUDA"]) {
+    const config = await loadConfig(
+      await writeConfig(`train_data_dir: imgs\nbase_model: m.safetensors\nexecution_provider: ${p}\n`),
+    );
+    assert.equal(config.execution_provider, p.toLowerCase());
+  }
+  const { err } = await configError(
+    "train_data_dir: imgs\nbase_model: m.safetensors\nexecution_provider: dml\n",
+  );
+  assert.equal(err.issues[0].keyPath, "execution_provider");
+  assert.match(err.message, /:3:\d+: execution_provider: .*cpu.*cuda.*tensorrt.*webgpu.*auto/);
+});

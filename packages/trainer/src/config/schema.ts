@@ -13,7 +13,8 @@ export const LR_SCHEDULERS = [
   "cosine",
   "cosine_with_restarts",
 ] as const;
-export const EXECUTION_PROVIDERS = ["cpu", "cuda", "dml", "coreml"] as const;
+/** The engine's providers (runtime/providers.ts): "auto" tries cuda, then webgpu, then falls back to the cpu. */
+export const EXECUTION_PROVIDERS = ["cpu", "cuda", "tensorrt", "webgpu", "auto"] as const;
 
 /** kohya's default LoRA targets: every Linear / 1x1 conv inside the UNet transformer blocks and CLIP layers. */
 export const DEFAULT_TARGET_MODULES = [

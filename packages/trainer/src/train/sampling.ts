@@ -42,7 +42,7 @@ export class SampleRenderer {
       model: this.config.base_model,
       tokenizer: this.tokenizerDir,
       checkpoint: this.checkpointOptions,
-      executionProvider: this.config.execution_provider === "cuda" ? "cuda" : "cpu",
+      executionProvider: this.config.execution_provider,
       intraOpThreads: this.config.threads,
       worker: false,
       onMessage: () => {},

@@ -107,11 +107,6 @@ export function optimizerConfig(config: Pick<TrainConfig, "optimizer">): Optimiz
 }
 
 export function sessionOptions(config: TrainConfig, say: (m: string) => void): SessionOptions {
-  if (config.execution_provider !== "cpu" && config.execution_provider !== "cuda") {
-    throw new Error(
-      `execution_provider: ${config.execution_provider} is not available in onnxruntime-node on this platform; use cpu or cuda`,
-    );
-  }
   return { executionProvider: config.execution_provider, intraOpThreads: config.threads, onMessage: say };
 }
 
@@ -155,7 +150,7 @@ export async function setupRun(
   const say = (message: string, level: "info" | "warn" = "info") => emit({ type: "log", level, message });
   if (config.mixed_precision === "fp16" && !gpuProvider(config.execution_provider)) {
     say(
-      `mixed_precision: fp16 needs a GPU execution_provider (cuda, dml or coreml); with ${config.execution_provider} training runs in fp32`,
+      `mixed_precision: fp16 needs a GPU execution_provider named in the config (cuda, tensorrt or webgpu); with ${config.execution_provider} training runs in fp32`,
       "warn",
     );
   }
@@ -396,5 +391,6 @@ function openLogs(dir: string): RunLogs {
 }
 
 function gpuProvider(provider: TrainConfig["execution_provider"]): boolean {
-  return provider !== "cpu";
+  // "auto" may end on the CPU, where fp16 graphs run through inserted Casts (slower, more memory).
+  return provider === "cuda" || provider === "tensorrt" || provider === "webgpu";
 }
