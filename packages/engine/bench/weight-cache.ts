@@ -5,13 +5,15 @@
  *   build   - openCheckpoint converting all three components into a fresh cache folder (time, size, peak RSS);
  *   cached  - a second open (cache reused, sampled checksum verified), UNet 32x32 graph, session creation, 2 runs;
  *   in-place- the same with fp32Cache: false (fp16 weights referenced in place, cast in the graph).
+ * The cached forward runs three times: optimized-model cache off (ORT optimizes the graph, as before 2026-11-22),
+ * then on (the first session stores ORT's optimized graph, the second loads it: src/runtime/optimized-cache.ts).
  * The checkpoint (2 GB) and the cache (4 GB) live in a temp folder that is deleted at the end.
  *
  *   npx tsx packages/engine/bench/weight-cache.ts [--latent 32] [--keep]
  */
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { writeSyntheticCheckpoint } from "@lora-studio/prompt-lora";
@@ -56,7 +58,7 @@ async function childBuild(model: string, dir: string): Promise<Record<string, un
   return { openS: +(openMs / 1000).toFixed(1), entries, peakRssMiB: Math.round(peakMiB()) };
 }
 
-async function childForward(model: string, dir: string, cached: boolean, latent: number) {
+async function childForward(model: string, dir: string, cached: boolean, latent: number, ortCache: boolean) {
   let t = performance.now();
   const ck = await openCheckpoint(model, { fp32Cache: cached ? { dir } : false });
   const openMs = performance.now() - t;
@@ -78,7 +80,11 @@ async function childForward(model: string, dir: string, cached: boolean, latent:
     },
   };
   t = performance.now();
-  const s = await Session.create(graph, { executionProvider: "cpu", onMessage: () => {} });
+  const s = await Session.create(graph, {
+    executionProvider: "cpu",
+    optimizedModelCache: ortCache,
+    onMessage: () => {},
+  });
   const createMs = performance.now() - t;
   const rssAfterCreate = process.memoryUsage().rss / 2 ** 20;
   const splitAfterCreate = rssSplit();
@@ -125,11 +131,11 @@ function spawnChild(args: string[]): Record<string, unknown> | undefined {
 
 async function main(): Promise<void> {
   if (process.argv[2] === "--child") {
-    const [kind, model, dir, latent] = process.argv.slice(3);
+    const [kind, model, dir, latent, ortCache] = process.argv.slice(3);
     const r =
       kind === "build"
         ? await childBuild(model, dir)
-        : await childForward(model, dir, kind === "cached", Number(latent));
+        : await childForward(model, dir, kind === "cached", Number(latent), ortCache === "1");
     console.log(`RESULT ${JSON.stringify(r)}`);
     return;
   }
@@ -144,14 +150,24 @@ async function main(): Promise<void> {
     console.log(`generated ${model} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
     t = performance.now();
     console.log("build:", JSON.stringify(spawnChild(["build", model, dir])));
+    const forward: [string, string[]][] = [
+      ["fp32 cache, optimized-model cache off", ["cached", model, dir, latent, "0"]],
+      ["fp32 cache, optimized-model cache: first session (stores)", ["cached", model, dir, latent, "1"]],
+      ["fp32 cache, optimized-model cache: later session (loads)", ["cached", model, dir, latent, "1"]],
+      ["fp16 in place", ["in-place", model, dir, latent, "0"]],
+    ];
+    const created: string[] = [];
+    for (const [label, args] of forward) {
+      const r = spawnChild(args);
+      console.log(`UNet ${latent}x${latent} forward, ${label}:`, JSON.stringify(r));
+      created.push(`${label}: session ${r?.createMs} ms, 1st run ${r?.firstRunMs} ms, sum ${r?.outputSum}`);
+    }
     console.log(
-      `UNet ${latent}x${latent} forward, fp32 cache:`,
-      JSON.stringify(spawnChild(["cached", model, dir, latent])),
+      `session creation (load average ${loadavg()
+        .map((x) => x.toFixed(2))
+        .join(" ")} at the end):`,
     );
-    console.log(
-      `UNet ${latent}x${latent} forward, fp16 in place:`,
-      JSON.stringify(spawnChild(["in-place", model, dir, latent])),
-    );
+    for (const line of created) console.log(`  ${line}`);
   } finally {
     if (!process.argv.includes("--keep")) rmSync(root, { recursive: true, force: true });
   }

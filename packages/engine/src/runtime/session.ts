@@ -10,6 +10,7 @@ import ort from "onnxruntime-node";
 import type { Graph } from "../graph/ir.ts";
 import { foldedWeightNodes, foldWarning } from "../onnx/fold-check.ts";
 import { type ModelFile, writeModelFile } from "../onnx/model-file.ts";
+import { type OptimizedModelPlan, planOptimizedModel } from "./optimized-cache.ts";
 import {
   type ConcreteProvider,
   candidates,
@@ -41,6 +42,9 @@ export interface SessionOptions {
   onMessage?: (message: string) => void;
   /** 0 verbose .. 4 fatal; default 3 (errors). */
   logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
+  /** Reuse ORT's optimized graph across sessions (CPU, level "all", fp32 weight-cache graphs; see
+   * optimized-cache.ts). Default true; false (or LORA_STUDIO_ORT_CACHE=0) always optimizes anew. */
+  optimizedModelCache?: boolean;
 }
 
 export class SessionCreateError extends Error {
@@ -106,6 +110,17 @@ export async function prepareModelFile(
   return writeModelFile(graph, { cacheDir: opts.cacheDir, warn: say });
 }
 
+/** The optimized-model cache plan for a graph's CPU session (undefined: create it the normal way). */
+export async function cpuPlan(
+  model: Graph | string,
+  file: ModelFile | undefined,
+  opts: SessionOptions,
+  say: (m: string) => void,
+): Promise<OptimizedModelPlan | undefined> {
+  if (typeof model === "string" || !file || (opts.executionProvider ?? "cpu") !== "cpu") return undefined;
+  return planOptimizedModel(model, file, opts, say);
+}
+
 export class Session {
   readonly provider: ConcreteProvider;
   /** Fallback message when `auto` could not use a better provider, else undefined. */
@@ -130,9 +145,12 @@ export class Session {
     const choice = opts.executionProvider ?? "cpu";
     const failures: { provider: ConcreteProvider; error: string }[] = [];
     try {
+      const plan = await cpuPlan(model, file, opts, say);
       for (const provider of candidates(choice)) {
         try {
-          const s = await ort.InferenceSession.create(path, ortSessionOptions(opts, provider));
+          const make = (p: string, o: SessionOptions) =>
+            ort.InferenceSession.create(p, ortSessionOptions(o, provider));
+          const s = plan ? await plan.create(make) : await make(path, opts);
           const fallback = failures.length > 0 ? fallbackMessage(failures, provider) : undefined;
           if (fallback) say(fallback);
           return new Session(s, provider, fallback);

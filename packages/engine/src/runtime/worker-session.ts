@@ -11,7 +11,7 @@
  */
 import { Worker } from "node:worker_threads";
 import type { Graph } from "../graph/ir.ts";
-import { prepareModelFile, type SessionOptions } from "./session.ts";
+import { cpuPlan, prepareModelFile, type SessionOptions } from "./session.ts";
 import type { HostTensor } from "./tensor.ts";
 import { type CreateResult, type Request, type Response, transferables } from "./worker-protocol.ts";
 
@@ -80,20 +80,24 @@ export class WorkerSession {
     };
     worker.on("error", failAll);
     worker.on("exit", (code) => failAll(new Error(`session worker exited with code ${code}`)));
-    const { onMessage: _drop, ...cloneable } = opts;
-    try {
-      const info = (await new Promise<unknown>((resolve, reject) => {
-        pending.set(0, { resolve, reject });
-        const req: Request = {
-          id: 0,
-          type: "create",
-          modelPath: file?.modelPath ?? (model as string),
-          options: cloneable,
-        };
+    // Each try (the optimized-model cache may retry) is its own request id; run ids start after them.
+    let nextId = 0;
+    const createIn = (modelPath: string, o: SessionOptions) => {
+      const { onMessage: _drop, ...cloneable } = o;
+      return new Promise<unknown>((resolve, reject) => {
+        const id = nextId++;
+        pending.set(id, { resolve, reject });
+        const req: Request = { id, type: "create", modelPath, options: cloneable };
         worker.postMessage(req);
-      })) as CreateResult;
+      }) as Promise<CreateResult>;
+    };
+    try {
+      const plan = await cpuPlan(model, file, opts, say);
+      const info = plan
+        ? await plan.create(createIn)
+        : await createIn(file?.modelPath ?? (model as string), opts);
       if (info.fallback) say(info.fallback);
-      return new WorkerSession(worker, pending, 1, info);
+      return new WorkerSession(worker, pending, nextId, info);
     } catch (e) {
       await worker.terminate();
       throw e;
