@@ -36,6 +36,7 @@ import { encodeModel } from "../onnx/encode.ts";
 import { rewriteExternalData } from "../onnx/external-rewrite.ts";
 import type { ModelFile } from "../onnx/model-file.ts";
 import { INLINE_LIMIT_BYTES } from "../onnx/model-file.ts";
+import { pidAlive } from "./pid.ts";
 import type { SessionOptions } from "./session.ts";
 
 const FORMAT = 1;
@@ -242,15 +243,6 @@ async function trim(dir: string): Promise<void> {
     const st = await stat(join(dir, file)).catch(() => undefined);
     if (!used.has(file) && st && Date.now() - st.mtimeMs > BLOB_GRACE_MS)
       await rm(join(dir, file), { force: true });
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

@@ -27,6 +27,7 @@ import { mkdir, open, readdir, readFile, realpath, rm, stat } from "node:fs/prom
 import { homedir, hostname } from "node:os";
 import { basename, extname, join } from "node:path";
 import { openSafetensors, type SafetensorsFile } from "@lora-studio/prompt-lora";
+import { pidAlive } from "../../runtime/pid.ts";
 import { CheckpointError } from "./errors.ts";
 import { cachePlan, cacheProblem, hasHalfTensors, writeCacheFile } from "./fp32-cache-file.ts";
 
@@ -144,15 +145,6 @@ async function problemWith(
     return `unreadable (${(e as Error).message})`;
   } finally {
     await file.close();
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 
