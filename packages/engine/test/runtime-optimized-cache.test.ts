@@ -156,3 +156,20 @@ test("opt-outs: the session option, the environment variable, other levels and p
   }
   assert.notEqual(await plan(), undefined);
 });
+
+test("`auto` that ends on the CPU goes through the cache too, in-process and in the worker", async (t) => {
+  for (const name of entries()) rmSync(join(dir, name));
+  const first = await run({ executionProvider: "auto" });
+  if (!first.messages.some((m) => /"auto" is using cpu/.test(m))) {
+    t.skip("a GPU provider loaded here: auto did not fall back to the CPU");
+    return;
+  }
+  assert.ok(
+    first.messages.some((m) => /optimized-model cache: stored /.test(m)),
+    first.messages.join("\n"),
+  );
+  const inWorker = await run({ executionProvider: "auto" }, true);
+  assert.ok(!inWorker.messages.some((m) => m.includes("stored")), "the worker loads the stored model");
+  assert.equal(inWorker.messages.filter((m) => m.includes('"auto" is using cpu')).length, 1);
+  for (const r of [first, inWorker]) assert.ok(bits(r.out).equals(bits(reference)));
+});

@@ -116,9 +116,46 @@ export async function cpuPlan(
   file: ModelFile | undefined,
   opts: SessionOptions,
   say: (m: string) => void,
+  provider: ConcreteProvider = opts.executionProvider === "auto" ? "cpu" : (opts.executionProvider ?? "cpu"),
 ): Promise<OptimizedModelPlan | undefined> {
-  if (typeof model === "string" || !file || (opts.executionProvider ?? "cpu") !== "cpu") return undefined;
+  if (typeof model === "string" || !file || provider !== "cpu") return undefined;
   return planOptimizedModel(model, file, opts, say);
+}
+
+/**
+ * Tries each provider the choice allows, in order (`auto`: cuda, webgpu, cpu), through `make`; the CPU try goes
+ * through the optimized-model cache whether CPU was asked for or is where `auto` ended. Shared by Session and
+ * WorkerSession so both fall back and report alike.
+ */
+export async function createWithProviders<T>(
+  model: Graph | string,
+  file: ModelFile | undefined,
+  opts: SessionOptions,
+  say: (m: string) => void,
+  make: (path: string, options: SessionOptions, provider: ConcreteProvider) => Promise<T>,
+): Promise<{ made: T; provider: ConcreteProvider; fallback: string | undefined }> {
+  const path = typeof model === "string" ? model : file!.modelPath;
+  const choice = opts.executionProvider ?? "cpu";
+  const failures: { provider: ConcreteProvider; error: string }[] = [];
+  for (const provider of candidates(choice)) {
+    try {
+      const plan = await cpuPlan(model, file, opts, say, provider);
+      const tryOne = (p: string, o: SessionOptions) => make(p, o, provider);
+      const made = plan ? await plan.create(tryOne) : await tryOne(path, opts);
+      const fallback = failures.length > 0 ? fallbackMessage(failures, provider) : undefined;
+      if (fallback) say(fallback);
+      return { made, provider, fallback };
+    } catch (e) {
+      failures.push({ provider, error: (e as Error).message });
+    }
+  }
+  const detail = failures
+    .map(
+      (f) =>
+        `${f.provider}: ${f.error}${INSTALL_HINT[f.provider] ? `\n  (${INSTALL_HINT[f.provider]})` : ""}`,
+    )
+    .join("\n");
+  throw new SessionCreateError(`could not create an ONNX Runtime session (${choice}):\n${detail}`, failures);
 }
 
 export class Session {
@@ -141,36 +178,18 @@ export class Session {
   static async create(model: Graph | string, opts: SessionOptions = {}): Promise<Session> {
     const say = opts.onMessage ?? ((m: string) => console.warn(m));
     const file = typeof model === "string" ? undefined : await prepareModelFile(model, opts, say);
-    const path = typeof model === "string" ? model : file!.modelPath;
-    const choice = opts.executionProvider ?? "cpu";
-    const failures: { provider: ConcreteProvider; error: string }[] = [];
     try {
-      const plan = await cpuPlan(model, file, opts, say);
-      for (const provider of candidates(choice)) {
-        try {
-          const make = (p: string, o: SessionOptions) =>
-            ort.InferenceSession.create(p, ortSessionOptions(o, provider));
-          const s = plan ? await plan.create(make) : await make(path, opts);
-          const fallback = failures.length > 0 ? fallbackMessage(failures, provider) : undefined;
-          if (fallback) say(fallback);
-          return new Session(s, provider, fallback);
-        } catch (e) {
-          failures.push({ provider, error: (e as Error).message });
-        }
-      }
+      const { made, provider, fallback } = await createWithProviders(
+        model,
+        file,
+        opts,
+        say,
+        (p, o, provider) => ort.InferenceSession.create(p, ortSessionOptions(o, provider)),
+      );
+      return new Session(made, provider, fallback);
     } finally {
       await file?.cleanup();
     }
-    const detail = failures
-      .map(
-        (f) =>
-          `${f.provider}: ${f.error}${INSTALL_HINT[f.provider] ? `\n  (${INSTALL_HINT[f.provider]})` : ""}`,
-      )
-      .join("\n");
-    throw new SessionCreateError(
-      `could not create an ONNX Runtime session (${choice}):\n${detail}`,
-      failures,
-    );
   }
 
   /** Runs the graph. Feeds are wrapped without copies; outputs are the arrays ORT allocated. */

@@ -1,6 +1,6 @@
 /** worker_thread body of WorkerSession: owns one Session and answers create/run/endProfiling/release requests. */
 import { parentPort } from "node:worker_threads";
-import { Session } from "./session.ts";
+import { Session, SessionCreateError } from "./session.ts";
 import { type CreateResult, type Request, type Response, transferables } from "./worker-protocol.ts";
 
 const port = parentPort;
@@ -44,7 +44,10 @@ port.on("message", async (req: Request) => {
     transfer = r.transfer;
   } catch (e) {
     const err = e as Error;
-    res = { id: req.id, ok: false, error: err.message, name: err.name };
+    // One concrete provider per create request: pass its own error up, the caller builds the summary.
+    const error =
+      err instanceof SessionCreateError && err.failures.length === 1 ? err.failures[0].error : err.message;
+    res = { id: req.id, ok: false, error, name: err.name };
   }
   try {
     port.postMessage(res, transfer);

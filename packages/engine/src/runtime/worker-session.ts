@@ -11,7 +11,7 @@
  */
 import { Worker } from "node:worker_threads";
 import type { Graph } from "../graph/ir.ts";
-import { cpuPlan, prepareModelFile, type SessionOptions } from "./session.ts";
+import { createWithProviders, prepareModelFile, type SessionOptions } from "./session.ts";
 import type { HostTensor } from "./tensor.ts";
 import { type CreateResult, type Request, type Response, transferables } from "./worker-protocol.ts";
 
@@ -92,11 +92,12 @@ export class WorkerSession {
       }) as Promise<CreateResult>;
     };
     try {
-      const plan = await cpuPlan(model, file, opts, say);
-      const info = plan
-        ? await plan.create(createIn)
-        : await createIn(file?.modelPath ?? (model as string), opts);
-      if (info.fallback) say(info.fallback);
+      // The provider loop runs here, one concrete provider per request, so a CPU fallback of `auto` also goes
+      // through the optimized-model cache (which needs the Graph, not only the .onnx path).
+      const { made, fallback } = await createWithProviders(model, file, opts, say, (p, o, provider) =>
+        createIn(p, { ...o, executionProvider: provider }),
+      );
+      const info: CreateResult = { ...made, fallback };
       return new WorkerSession(worker, pending, nextId, info);
     } catch (e) {
       await worker.terminate();
