@@ -33,10 +33,17 @@ function gapWatcher() {
 }
 
 test("WorkerSession: main event loop keeps ticking during a long run, results equal in-thread Session", async () => {
-  const g = heavyGraph(384, 24);
   const x = new Float32Array(384 * 384).map((_, i) => Math.sin(i) * 0.05);
   const feeds = () => ({ x: { dtype: "float32" as const, shape: [384, 384], data: x.slice() } });
   const opts = { intraOpThreads: 1, onMessage: () => {} };
+  // Machines differ ~5x in single-core GEMM speed: size the chain so one run takes about 250 ms here.
+  const probe = await Session.create(heavyGraph(384, 8), opts);
+  await probe.run(feeds());
+  const p0 = performance.now();
+  await probe.run(feeds());
+  const probeMs = performance.now() - p0;
+  await probe.release();
+  const g = heavyGraph(384, Math.min(400, Math.max(8, Math.ceil((8 * 250) / probeMs))));
 
   // Control: in-thread, the same run freezes a 5 ms timer for most of its duration.
   const local = await Session.create(g, opts);
