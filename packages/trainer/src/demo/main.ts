@@ -1,5 +1,6 @@
 /**
- * `pnpm demo [--retrain] [--skip-samples]`: the README's quick start, on a fresh clone, with no downloads.
+ * `pnpm demo [--retrain] [--skip-samples] [--config FILE]`: the README's quick start, on a fresh clone, with no
+ * downloads. `--config` runs the same steps on another config (the end-to-end test points it at a temp folder).
  *  1. writes the synthetic ink-wash dataset into runs/demo/inkwash/ unless it is there already;
  *  2. trains the LoRA of configs/demo.yaml against the shipped tiny base model, exactly as
  *     `pnpm train --config configs/demo.yaml` does (skipped when the LoRA exists, unless --retrain);
@@ -39,9 +40,14 @@ export const DEMO_TRIGGER = "inkwash";
 export async function runDemo(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { retrain: { type: "boolean" }, "skip-samples": { type: "boolean" } },
+    options: {
+      retrain: { type: "boolean" },
+      "skip-samples": { type: "boolean" },
+      config: { type: "string" },
+    },
   });
-  const config: TrainConfig = await loadConfig(DEMO_CONFIG);
+  const configPath = values.config ?? DEMO_CONFIG;
+  const config: TrainConfig = await loadConfig(configPath);
   if (!existsSync(config.base_model)) {
     process.stderr.write(
       `demo base model missing: ${config.base_model}\nrebuild it with: npx tsx packages/trainer/scripts/build-demo-base.ts\n`,
@@ -62,9 +68,9 @@ export async function runDemo(argv: string[]): Promise<number> {
   if (existsSync(loraPath) && !values.retrain) {
     process.stdout.write(`LoRA: ${loraPath} (exists; pnpm demo --retrain trains it again)\n`);
   } else {
-    process.stdout.write(`training: pnpm train --config ${DEMO_CONFIG}\n`);
+    process.stdout.write(`training: pnpm train --config ${configPath}\n`);
     // Exactly the README's command: the base's tokenizer/ folder beside it is found by the model loader.
-    const code = await trainCli(["--config", DEMO_CONFIG]);
+    const code = await trainCli(["--config", configPath]);
     if (code !== 0) return code;
     if (!existsSync(loraPath)) {
       process.stderr.write(`training finished but ${loraPath} was not written\n`);
