@@ -13,6 +13,7 @@ import { fromFloat32, openSafetensors, writeSafetensors } from "@lora-studio/pro
 import type { Graph } from "../src/graph/ir.ts";
 import { type Checkpoint, openCheckpoint } from "../src/models/loader/checkpoint.ts";
 import { buildUNetGraph } from "../src/models/unet/unet.ts";
+import { trimOptimizedModels } from "../src/runtime/optimized-cache.ts";
 import { cpuPlan, prepareModelFile, Session, type SessionOptions } from "../src/runtime/session.ts";
 import type { HostTensor } from "../src/runtime/tensor.ts";
 import { WorkerSession } from "../src/runtime/worker-session.ts";
@@ -172,4 +173,31 @@ test("`auto` that ends on the CPU goes through the cache too, in-process and in 
   assert.ok(!inWorker.messages.some((m) => m.includes("stored")), "the worker loads the stored model");
   assert.equal(inWorker.messages.filter((m) => m.includes('"auto" is using cpu')).length, 1);
   for (const r of [first, inWorker]) assert.ok(bits(r.out).equals(bits(reference)));
+});
+
+test("the fp32 cache's size cap counts the optimized models, and evicts them with their weights", async () => {
+  if (entries().length === 0) await run();
+  assert.equal(entries().length, 1);
+  const optimized = await trimOptimizedModels(dir);
+  const weightFiles = () => readdirSync(dir).filter((n) => n.endsWith(".f32.safetensors"));
+  assert.equal(weightFiles().length, 1);
+  const weightBytes = statSync(join(dir, weightFiles()[0])).size;
+  assert.ok(optimized > weightBytes / 10, `optimized models hold ${optimized} bytes`);
+
+  // A second checkpoint of the same shapes: its weights fit under the cap only if the optimized models of the
+  // first (now closed, so least recently used and evictable) are counted and go with the first's weights.
+  await ck.close();
+  const other = join(tmp, "other-half.safetensors");
+  await halfUNetCopy(other);
+  const messages: string[] = [];
+  ck = await openCheckpoint(other, {
+    ...TINY_OPTIONS,
+    fp32Cache: { dir, onMessage: (m) => messages.push(m), maxBytes: 2 * weightBytes + optimized / 2 },
+  });
+  assert.equal(weightFiles().length, 1, messages.join("\n"));
+  assert.equal(entries().length, 0, "the evicted weights' optimized model went with them");
+  assert.ok(
+    messages.some((m) => /removed .* least recently used\) and .* of its optimized models/.test(m)),
+    messages.join("\n"),
+  );
 });

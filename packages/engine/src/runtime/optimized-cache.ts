@@ -215,11 +215,14 @@ async function store(
 
 /**
  * Removes entries whose weight files are gone or changed (the fp32 cache evicted or rebuilt them) and blobs no
- * entry references any more; leaves temp files of live writers and young blobs alone.
+ * entry references any more; leaves temp files of live writers and young blobs alone. Returns the bytes the
+ * remaining entries hold (models, manifests, referenced blobs once each), which the fp32 cache counts in its cap.
  */
-async function trim(dir: string): Promise<void> {
+export async function trimOptimizedModels(dir: string): Promise<number> {
   const used = new Set<string>();
-  for (const name of await readdir(dir)) {
+  let bytes = 0;
+  const sizeOf = async (path: string) => (await stat(path).catch(() => undefined))?.size ?? 0;
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
     const dead = /\.tmp-(\d+)-[0-9a-f]+/.exec(name);
     if (name.startsWith(PREFIX) && dead && !pidAlive(Number(dead[1])))
       await rm(join(dir, name), { force: true });
@@ -233,17 +236,23 @@ async function trim(dir: string): Promise<void> {
         const now = existsSync(join(dir, w.file)) ? weightIdentity(join(dir, w.file)) : undefined;
         return now?.size !== w.size || now.mtimeNs !== w.mtimeNs || now.ino !== w.ino;
       });
+    const model = join(dir, name.replace(/\.json$/, ".onnx"));
     if (stale) {
       await rm(join(dir, name), { force: true });
-      await rm(join(dir, name.replace(/\.json$/, ".onnx")), { force: true });
-    } else for (const b of m.blobs) used.add(b.file);
+      await rm(model, { force: true });
+      continue;
+    }
+    bytes += (await sizeOf(join(dir, name))) + (await sizeOf(model));
+    for (const b of m.blobs) used.add(b.file);
   }
   for (const name of await readdir(join(dir, BLOBS)).catch(() => [] as string[])) {
     const file = `${BLOBS}/${name}`;
     const st = await stat(join(dir, file)).catch(() => undefined);
-    if (!used.has(file) && st && Date.now() - st.mtimeMs > BLOB_GRACE_MS)
-      await rm(join(dir, file), { force: true });
+    if (!st) continue;
+    if (used.has(file)) bytes += st.size;
+    else if (Date.now() - st.mtimeMs > BLOB_GRACE_MS) await rm(join(dir, file), { force: true });
   }
+  return bytes;
 }
 
 /**
@@ -332,7 +341,7 @@ export async function planOptimizedModel(
             `${((performance.now() - t) / 1000).toFixed(1)} s; later sessions of this graph skip ORT's optimizer. ` +
             "Turn off with LORA_STUDIO_ORT_CACHE=0.",
         );
-        await trim(dir);
+        await trimOptimizedModels(dir);
       } catch (e) {
         say(`lora-studio: optimized-model cache: not stored (${(e as Error).message})`);
         await drop();

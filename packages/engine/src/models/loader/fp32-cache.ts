@@ -18,7 +18,8 @@
  * `<file>.lock` (waiters re-check the file; a lock whose process is gone is removed).
  *
  * Size: after a build the folder is trimmed to `maxBytes` (default 20 GiB), least recently used first (each use
- * sets the file's atime), and the log line states the file and folder sizes. Temp files left by killed builds
+ * sets the file's atime), counting ORT's optimized models stored beside the weights (../../runtime/
+ * optimized-cache.ts), which go with their weight file; the log line states the file and folder sizes. Temp files left by killed builds
  * are removed.
  */
 import { createHash } from "node:crypto";
@@ -27,6 +28,7 @@ import { mkdir, open, readdir, readFile, realpath, rm, stat } from "node:fs/prom
 import { homedir, hostname } from "node:os";
 import { basename, extname, join } from "node:path";
 import { openSafetensors, type SafetensorsFile } from "@lora-studio/prompt-lora";
+import { trimOptimizedModels } from "../../runtime/optimized-cache.ts";
 import { pidAlive } from "../../runtime/pid.ts";
 import { CheckpointError } from "./errors.ts";
 import { cachePlan, cacheProblem, hasHalfTensors, writeCacheFile } from "./fp32-cache-file.ts";
@@ -236,18 +238,24 @@ async function enforceCap(
     }
     files.push({ path, size: st.size, atimeMs: st.atimeMs });
   }
-  let total = files.reduce((n, f) => n + f.size, 0);
+  // ORT's optimized models beside the weights (runtime/optimized-cache.ts) count too; evicting a weight file
+  // makes its optimized models stale, and trimming removes them with the blobs nothing else references.
+  let weights = files.reduce((n, f) => n + f.size, 0);
+  let optimized = await trimOptimizedModels(dir);
   files.sort((a, b) => a.atimeMs - b.atimeMs);
   for (const f of files) {
-    if (total <= maxBytes) break;
+    if (weights + optimized <= maxBytes) break;
     if (f.path === keep || inUse.has(f.path)) continue;
     await rm(f.path, { force: true });
-    total -= f.size;
+    weights -= f.size;
+    const before = optimized;
+    optimized = await trimOptimizedModels(dir);
+    const alsoOptimized = before > optimized ? ` and ${gib(before - optimized)} of its optimized models` : "";
     say(
-      `lora-studio: fp32 weight cache: removed ${f.path} (${gib(f.size)}, least recently used) to stay under ${gib(maxBytes)}`,
+      `lora-studio: fp32 weight cache: removed ${f.path} (${gib(f.size)}, least recently used)${alsoOptimized} to stay under ${gib(maxBytes)}`,
     );
   }
-  return total;
+  return weights + optimized;
 }
 
 /**
