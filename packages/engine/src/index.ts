@@ -187,6 +187,7 @@ export {
   Txt2ImgPipeline,
   type Txt2ImgResult,
 } from "./pipeline/txt2img.ts";
+export { bytesText, type MessageLevel, type MessageSink } from "./runtime/messages.ts";
 export { type ExecutionProviderChoice, INSTALL_HINT } from "./runtime/providers.ts";
 export { ortSessionOptions, Session, SessionCreateError, type SessionOptions } from "./runtime/session.ts";
 export { type HostData, type HostTensor, hostTensor, zeros } from "./runtime/tensor.ts";

@@ -52,7 +52,8 @@ async function run(
   worker = false,
 ): Promise<{ out: Float32Array; messages: string[] }> {
   const messages: string[] = [];
-  const o = { ...opts, onMessage: (m: string) => messages.push(m) };
+  // Each message as "<level>: <text>" (the engine's default level is "warn").
+  const o = { ...opts, onMessage: (m: string, level?: string) => messages.push(`${level ?? "warn"}: ${m}`) };
   const s = worker ? await WorkerSession.create(graph, o) : await Session.create(graph, o);
   const r = await s.run(feeds);
   await s.release();
@@ -99,7 +100,7 @@ test("stores on first use, then loads the stored model; outputs bit-identical to
   assert.equal(entries().length, 0, "optimizedModelCache: false stores nothing");
   const first = await run();
   assert.ok(
-    first.messages.some((m) => /optimized-model cache: stored /.test(m)),
+    first.messages.some((m) => /^info: lora-studio: optimized-model cache: stored /.test(m)),
     first.messages.join("\n"),
   );
   assert.equal(entries().length, 1);
@@ -171,7 +172,11 @@ test("`auto` that ends on the CPU goes through the cache too, in-process and in 
   );
   const inWorker = await run({ executionProvider: "auto" }, true);
   assert.ok(!inWorker.messages.some((m) => m.includes("stored")), "the worker loads the stored model");
-  assert.equal(inWorker.messages.filter((m) => m.includes('"auto" is using cpu')).length, 1);
+  assert.equal(
+    inWorker.messages.filter((m) => m.startsWith('warn: lora-studio: execution provider "auto" is using cpu'))
+      .length,
+    1,
+  );
   for (const r of [first, inWorker]) assert.ok(bits(r.out).equals(bits(reference)));
 });
 
@@ -192,12 +197,16 @@ test("the fp32 cache's size cap counts the optimized models, and evicts them wit
   const messages: string[] = [];
   ck = await openCheckpoint(other, {
     ...TINY_OPTIONS,
-    fp32Cache: { dir, onMessage: (m) => messages.push(m), maxBytes: 2 * weightBytes + optimized / 2 },
+    fp32Cache: {
+      dir,
+      onMessage: (m, level) => messages.push(`${level}: ${m}`),
+      maxBytes: 2 * weightBytes + optimized / 2,
+    },
   });
   assert.equal(weightFiles().length, 1, messages.join("\n"));
   assert.equal(entries().length, 0, "the evicted weights' optimized model went with them");
   assert.ok(
-    messages.some((m) => /removed .* least recently used\) and .* of its optimized models/.test(m)),
+    messages.some((m) => /^info: .*removed .* least recently used\) and .* of its optimized models/.test(m)),
     messages.join("\n"),
   );
 });

@@ -19,6 +19,7 @@ import { kohyaLoraTargets } from "../models/lora-targets.ts";
 import { buildUNetGraph } from "../models/unet/unet.ts";
 import { buildVaeDecoderGraph, buildVaeEncoderGraph } from "../models/vae/autoencoder-kl.ts";
 import type { ComputeDType, WeightSource } from "../nn/module.ts";
+import type { MessageSink } from "../runtime/messages.ts";
 import type { ExecutionProviderChoice } from "../runtime/providers.ts";
 import { Session } from "../runtime/session.ts";
 import { WorkerSession } from "../runtime/worker-session.ts";
@@ -43,7 +44,7 @@ export interface SdModelOptions {
   /** Run sessions in worker threads (default true). */
   worker?: boolean;
   /** Session messages (provider fallback, weight copies). Default: console.warn. */
-  onMessage?: (message: string) => void;
+  onMessage?: MessageSink;
   /**
    * Arithmetic precision of the text encoder and UNet ("float16" halves activation memory on GPUs; norms and
    * softmax stay fp32). The VAE always runs in fp32: its decoder overflows fp16 on real checkpoints. Default fp32.

@@ -36,6 +36,7 @@ import { encodeModel } from "../onnx/encode.ts";
 import { rewriteExternalData } from "../onnx/external-rewrite.ts";
 import type { ModelFile } from "../onnx/model-file.ts";
 import { INLINE_LIMIT_BYTES } from "../onnx/model-file.ts";
+import { bytesText, type MessageSink } from "./messages.ts";
 import { pidAlive } from "./pid.ts";
 import type { SessionOptions } from "./session.ts";
 
@@ -263,7 +264,7 @@ export async function planOptimizedModel(
   graph: Graph,
   file: ModelFile,
   opts: SessionOptions,
-  say: (m: string) => void,
+  say: MessageSink,
 ): Promise<OptimizedModelPlan | undefined> {
   if (opts.optimizedModelCache === false || optimizedCacheDisabledByEnv()) return undefined;
   if ((opts.graphOptimizationLevel ?? "all") !== "all" || opts.optimizedModelFilePath || opts.profiling)
@@ -336,10 +337,11 @@ export async function planOptimizedModel(
       try {
         const { blobBytes, reused } = await store(dir, key, graph, weights, savedModel, savedData);
         say(
-          `lora-studio: optimized-model cache: stored ${modelPath} (${(blobBytes / 2 ** 30).toFixed(2)} GiB of new ` +
-            `(reordered) weights, ${(reused / 2 ** 30).toFixed(2)} GiB shared with the weight cache) in ` +
+          `lora-studio: optimized-model cache: stored ${modelPath} (${bytesText(blobBytes)} of new ` +
+            `(reordered) weights, ${bytesText(reused)} shared with the weight cache) in ` +
             `${((performance.now() - t) / 1000).toFixed(1)} s; later sessions of this graph skip ORT's optimizer. ` +
             "Turn off with LORA_STUDIO_ORT_CACHE=0.",
+          "info",
         );
         await trimOptimizedModels(dir);
       } catch (e) {

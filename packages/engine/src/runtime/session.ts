@@ -10,6 +10,7 @@ import ort from "onnxruntime-node";
 import type { Graph } from "../graph/ir.ts";
 import { foldedWeightNodes, foldWarning } from "../onnx/fold-check.ts";
 import { type ModelFile, writeModelFile } from "../onnx/model-file.ts";
+import { consoleSink, type MessageSink } from "./messages.ts";
 import { type OptimizedModelPlan, planOptimizedModel } from "./optimized-cache.ts";
 import {
   type ConcreteProvider,
@@ -39,7 +40,7 @@ export interface SessionOptions {
   /** Where .onnx files go when the weights' directory cannot be used. */
   cacheDir?: string;
   /** Receives provider fallback and weight-copy messages. Default: console.warn. */
-  onMessage?: (message: string) => void;
+  onMessage?: MessageSink;
   /** 0 verbose .. 4 fatal; default 3 (errors). */
   logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
   /** Reuse ORT's optimized graph across sessions (CPU, level "all", fp32 weight-cache graphs; see
@@ -101,7 +102,7 @@ export function ortSessionOptions(
 export async function prepareModelFile(
   graph: Graph,
   opts: SessionOptions,
-  say: (m: string) => void,
+  say: MessageSink,
 ): Promise<ModelFile> {
   if (opts.graphOptimizationLevel !== "disabled") {
     const folded = foldWarning(foldedWeightNodes(graph));
@@ -115,7 +116,7 @@ export async function cpuPlan(
   model: Graph | string,
   file: ModelFile | undefined,
   opts: SessionOptions,
-  say: (m: string) => void,
+  say: MessageSink,
   provider: ConcreteProvider = opts.executionProvider === "auto" ? "cpu" : (opts.executionProvider ?? "cpu"),
 ): Promise<OptimizedModelPlan | undefined> {
   if (typeof model === "string" || !file || provider !== "cpu") return undefined;
@@ -131,7 +132,7 @@ export async function createWithProviders<T>(
   model: Graph | string,
   file: ModelFile | undefined,
   opts: SessionOptions,
-  say: (m: string) => void,
+  say: MessageSink,
   make: (path: string, options: SessionOptions, provider: ConcreteProvider) => Promise<T>,
 ): Promise<{ made: T; provider: ConcreteProvider; fallback: string | undefined }> {
   const path = typeof model === "string" ? model : file!.modelPath;
@@ -176,7 +177,7 @@ export class Session {
 
   /** Creates a session from a Graph (written to a temporary .onnx next to its weights) or an .onnx path. */
   static async create(model: Graph | string, opts: SessionOptions = {}): Promise<Session> {
-    const say = opts.onMessage ?? ((m: string) => console.warn(m));
+    const say = opts.onMessage ?? consoleSink;
     const file = typeof model === "string" ? undefined : await prepareModelFile(model, opts, say);
     try {
       const { made, provider, fallback } = await createWithProviders(

@@ -11,6 +11,7 @@
  */
 import { Worker } from "node:worker_threads";
 import type { Graph } from "../graph/ir.ts";
+import { consoleSink } from "./messages.ts";
 import { createWithProviders, prepareModelFile, type SessionOptions } from "./session.ts";
 import type { HostTensor } from "./tensor.ts";
 import { type CreateResult, type Request, type Response, transferables } from "./worker-protocol.ts";
@@ -55,7 +56,7 @@ export class WorkerSession {
   }
 
   static async create(model: Graph | string, opts: SessionOptions = {}): Promise<WorkerSession> {
-    const say = opts.onMessage ?? ((m: string) => console.warn(m));
+    const say = opts.onMessage ?? consoleSink;
     const file = typeof model === "string" ? undefined : await prepareModelFile(model, opts, say);
     const entry = new URL(
       import.meta.url.endsWith(".ts") ? "./worker-entry.ts" : "./worker-entry.js",

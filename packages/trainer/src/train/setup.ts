@@ -12,6 +12,7 @@ import {
   initialTrainState,
   kohyaLoraInit,
   type LoraModuleInfo,
+  type MessageSink,
   type OpenCheckpointOptions,
   type OptimizerConfig,
   type SessionOptions,
@@ -106,7 +107,7 @@ export function optimizerConfig(config: Pick<TrainConfig, "optimizer">): Optimiz
   }
 }
 
-export function sessionOptions(config: TrainConfig, say: (m: string) => void): SessionOptions {
+export function sessionOptions(config: TrainConfig, say: MessageSink): SessionOptions {
   return { executionProvider: config.execution_provider, intraOpThreads: config.threads, onMessage: say };
 }
 
@@ -190,8 +191,10 @@ export async function setupRun(
 
   // The fp32 weight cache (engine/models/loader/fp32-cache) halves peak memory for fp16 checkpoints on the CPU;
   // GPU providers keep the 16-bit weights. The sample renderer opens the base again with the same options.
+  // Engine messages keep their level: cache builds are news ("info"), fallbacks and heap copies are warnings.
+  const engineSay: MessageSink = (m, level) => say(m, level ?? "warn");
   const checkpointOptions: OpenCheckpointOptions = {
-    fp32Cache: fp32CacheForProvider(config.execution_provider),
+    fp32Cache: fp32CacheForProvider(config.execution_provider, engineSay),
     ...options.checkpointOptions,
   };
   const base = await openBaseModel(config.base_model, {
@@ -212,7 +215,7 @@ export async function setupRun(
       );
     }
     const session = {
-      ...sessionOptions(config, (m) => say(m, "warn")),
+      ...sessionOptions(config, engineSay),
       graphOptimizationLevel: options.graphOptimization ?? DEFAULT_GRAPH_OPTIMIZATION,
     };
     const ranks = unetLoraRanks(base.architecture.modules, config);

@@ -13,6 +13,7 @@ import { open } from "node:fs/promises";
 import { extname, join, resolve } from "node:path";
 import { openSafetensors, type SafetensorsFile } from "@lora-studio/prompt-lora";
 import type { WeightSource } from "../../nn/module.ts";
+import { consoleSink } from "../../runtime/messages.ts";
 import {
   type ClipTextConfig,
   parseClipTextConfig,
@@ -195,7 +196,7 @@ async function attachFp32Cache(
 ): Promise<Checkpoint> {
   const options = o.fp32Cache ?? (fp32CacheDisabledByEnv() ? false : {});
   if (options === false) return ck;
-  const say = options.onMessage ?? ((m: string) => console.warn(m));
+  const say = options.onMessage ?? consoleSink;
   const releases: (() => Promise<void>)[] = [];
   for (const p of parts) {
     try {

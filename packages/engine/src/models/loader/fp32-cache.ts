@@ -28,6 +28,7 @@ import { mkdir, open, readdir, readFile, realpath, rm, stat } from "node:fs/prom
 import { homedir, hostname } from "node:os";
 import { basename, extname, join } from "node:path";
 import { openSafetensors, type SafetensorsFile } from "@lora-studio/prompt-lora";
+import { consoleSink, bytesText as gib, type MessageSink } from "../../runtime/messages.ts";
 import { trimOptimizedModels } from "../../runtime/optimized-cache.ts";
 import { pidAlive } from "../../runtime/pid.ts";
 import { CheckpointError } from "./errors.ts";
@@ -42,7 +43,7 @@ export interface Fp32CacheOptions {
   /** "sample" (default): header + sampled checksum at each load; "full": also a CRC-32 of the whole file. */
   verify?: "sample" | "full";
   /** Build and eviction notes. Default: console.warn. */
-  onMessage?: (message: string) => void;
+  onMessage?: MessageSink;
 }
 
 /** An open cache file as FileWeights uses it. */
@@ -93,16 +94,11 @@ export function fp32CacheDisabledByEnv(): boolean {
  */
 export function fp32CacheForProvider(
   provider: string | undefined,
-  onMessage?: (message: string) => void,
+  onMessage?: MessageSink,
 ): false | Fp32CacheOptions {
   if (provider === "cuda" || provider === "tensorrt" || provider === "webgpu") return false;
   if (fp32CacheDisabledByEnv()) return false;
   return onMessage ? { onMessage } : {};
-}
-
-/** Bytes for the log: GiB from 1 GiB up, else MiB. */
-function gib(n: number): string {
-  return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : `${(n / 2 ** 20).toFixed(1)} MiB`;
 }
 
 type BuildResult = Omit<Fp32CacheEntry, "component" | "source" | "path">;
@@ -214,12 +210,7 @@ async function recordedSource(path: string): Promise<string | undefined> {
  * or `keep`. Also removes temp files of dead builds and caches of checkpoints that no longer exist (temporary
  * or deleted models), since nothing could ever use them again. Returns the folder's cache bytes afterwards.
  */
-async function enforceCap(
-  dir: string,
-  maxBytes: number,
-  keep: string,
-  say: (m: string) => void,
-): Promise<number> {
+async function enforceCap(dir: string, maxBytes: number, keep: string, say: MessageSink): Promise<number> {
   const files: { path: string; size: number; atimeMs: number }[] = [];
   for (const name of await readdir(dir)) {
     const path = join(dir, name);
@@ -253,6 +244,7 @@ async function enforceCap(
     const alsoOptimized = before > optimized ? ` and ${gib(before - optimized)} of its optimized models` : "";
     say(
       `lora-studio: fp32 weight cache: removed ${f.path} (${gib(f.size)}, least recently used)${alsoOptimized} to stay under ${gib(maxBytes)}`,
+      "info",
     );
   }
   return weights + optimized;
@@ -290,7 +282,7 @@ export async function openFp32Cache(
 ): Promise<(Fp32CacheFile & { entry: Fp32CacheEntry; release(): Promise<void> }) | undefined> {
   const plan = cachePlan(source, prefix);
   if (!hasHalfTensors(plan)) return undefined;
-  const say = options.onMessage ?? ((m: string) => console.warn(m));
+  const say = options.onMessage ?? consoleSink;
   const verify = options.verify ?? "sample";
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
   const dir = options.dir ?? defaultWeightCacheDir();
@@ -314,6 +306,7 @@ export async function openFp32Cache(
       say(
         `lora-studio: fp32 weight cache: converting ${component} of ${source.path} to float32 ` +
           `(${first === "missing" ? "first use" : `rebuild: ${first}`}; once per checkpoint)…`,
+        "info",
       );
       const bytes = await writeCacheFile(path, source, plan, identity);
       const after = await sourceIdentity(source.path, prefix);
@@ -334,6 +327,7 @@ export async function openFp32Cache(
         `${first === "missing" ? "first use" : `rebuilt: ${first}`}) into ${path}: ${gib(result.bytes)} in ` +
         `${(result.buildMs / 1000).toFixed(1)} s; folder ${dir} holds ${gib(total)} (cap ${Number.isFinite(maxBytes) ? gib(maxBytes) : "none"}). ` +
         "Turn off with LORA_STUDIO_FP32_CACHE=0 or the fp32Cache: false checkpoint option.",
+      "info",
     );
     return result;
   };
