@@ -5,9 +5,10 @@
  * test-artifacts/.
  */
 import assert from "node:assert/strict";
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { access, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { openSafetensors, writeSafetensors } from "@lora-studio/prompt-lora";
 import type { Browser, Page } from "playwright-core";
 import { listWebuiLoras } from "../src/bridge/webui.ts";
 import type { Service } from "../src/server/serve.ts";
@@ -58,8 +59,31 @@ before(async () => {
     .png()
     .toBuffer();
   await writeFile(join(dirs.dataDir, "datasets", "faces", "face1.png"), img);
+  await writeLoraWithTrainingMetadata(join(dirs.loraDir, "ink.safetensors"));
   ({ browser, page } = await openBrowser());
 });
+
+/** The fixture LoRA's tensors with the metadata a kohya-style trainer writes (tags, steps, dim/alpha). */
+async function writeLoraWithTrainingMetadata(path: string): Promise<void> {
+  const src = await openSafetensors(join(dirs.loraDir, "tiny-b.safetensors"));
+  await writeSafetensors(
+    path,
+    [...src.tensors.values()].map((t) => ({
+      name: t.name,
+      dtype: t.dtype,
+      shape: t.shape,
+      data: () => src.readRaw(t.name),
+    })),
+    {
+      ss_output_name: "ink",
+      ss_network_dim: "4",
+      ss_network_alpha: "4.0",
+      ss_steps: "600",
+      ss_tag_frequency: JSON.stringify({ "10_ink": { inkwash: 12, " mountain": 5, moon: 2 } }),
+    },
+  );
+  await src.close();
+}
 
 after(async () => {
   if (!available) return;
@@ -152,10 +176,13 @@ test("a merge started from the Library streams into the Runs chart and appears i
   await studioTab("Library").click();
   const card = page.locator('ls-library-tab .card[data-path="style/tiny.safetensors"]');
   await card.locator('input[type="checkbox"]').check();
+  const button = page.locator("ls-library-tab #merge-btn");
+  assert.equal(await button.textContent(), "Convert", "one LoRA and no rank: a format/dtype conversion");
   await page.locator("ls-library-tab #merge-out").fill("from-ui");
   await page.locator("ls-library-tab #merge-rank").fill("2");
-  await page.locator("ls-library-tab button", { hasText: "Merge / resize" }).click();
-  await page.locator("ls-library-tab .message", { hasText: "Merge job queued" }).waitFor();
+  assert.equal(await button.textContent(), "Resize");
+  await button.click();
+  await page.locator("ls-library-tab .message", { hasText: "Resize job queued: from-ui" }).waitFor();
   await studioTab("Runs").click();
   await page.locator("ls-runs-tab .job-state", { hasText: "done" }).waitFor({ timeout: 30000 });
   const points = await page.locator("ls-runs-tab ls-line-chart polyline.raw").getAttribute("points");
@@ -179,4 +206,35 @@ test("standalone: the service's own page embeds the token for a loopback visit a
   await standalone.locator('ls-library-tab .card[data-path="from-ui.safetensors"]').waitFor();
   await standalone.screenshot({ path: join(ARTIFACTS, "standalone-dark.png"), fullPage: true });
   await standalone.close();
+});
+
+test("the Library finds a LoRA by a dataset tag, shows its training facts, and moves it to a subfolder", {
+  skip: !available && "no /usr/bin/chromium",
+}, async () => {
+  await studioTab("Library").click();
+  const search = page.locator("ls-library-tab #library-search");
+  await search.fill("mountain");
+  await page.locator("ls-library-tab #library-count", { hasText: /^1 of \d+$/ }).waitFor();
+  const card = page.locator('ls-library-tab .card[data-path="ink.safetensors"]');
+  await card.waitFor();
+  await card.locator("button.details-btn").click();
+  const facts = (await card.locator("dl.facts").textContent()) ?? "";
+  assert.match(facts, /steps\s*600/);
+  assert.match(facts, /dim \/ alpha\s*4 \/ 4\.0/);
+  const tags = await card.locator("button.tag").allTextContents();
+  assert.deepEqual(tags, ["inkwash12", "mountain5", "moon2"], "most frequent first, spaces trimmed");
+  await page.screenshot({ path: join(ARTIFACTS, "library-details.png"), fullPage: true });
+
+  await search.fill("");
+  await card.locator("button.tag", { hasText: "moon" }).click();
+  assert.equal(await search.inputValue(), "moon", "a tag click searches for it");
+  await page.locator("ls-library-tab #library-count", { hasText: /^1 of \d+$/ }).waitFor();
+
+  await card.locator("input.move").fill("styles");
+  await card.locator("button.move-btn").click();
+  await until("moved on disk", () =>
+    access(join(dirs.loraDir, "styles", "ink.safetensors")).then(() => true),
+  );
+  await page.locator('ls-library-tab .card[data-path="styles/ink.safetensors"]').waitFor();
+  await search.fill("");
 });
