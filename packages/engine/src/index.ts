@@ -188,7 +188,13 @@ export {
   type Txt2ImgResult,
 } from "./pipeline/txt2img.ts";
 export { bytesText, type MessageLevel, type MessageSink } from "./runtime/messages.ts";
-export { type ExecutionProviderChoice, INSTALL_HINT } from "./runtime/providers.ts";
+export { resolveExecutionProvider } from "./runtime/provider-probe.ts";
+export {
+  type ConcreteProvider,
+  type ExecutionProviderChoice,
+  INSTALL_HINT,
+  unavailableReason,
+} from "./runtime/providers.ts";
 export { ortSessionOptions, Session, SessionCreateError, type SessionOptions } from "./runtime/session.ts";
 export { type HostData, type HostTensor, hostTensor, zeros } from "./runtime/tensor.ts";
 export { type RunnableSession, STATE_IN, STATE_OUT, TrainStepRunner } from "./runtime/train-step.ts";

@@ -20,6 +20,7 @@ import { buildUNetGraph } from "../models/unet/unet.ts";
 import { buildVaeDecoderGraph, buildVaeEncoderGraph } from "../models/vae/autoencoder-kl.ts";
 import type { ComputeDType, WeightSource } from "../nn/module.ts";
 import type { MessageSink } from "../runtime/messages.ts";
+import { resolveExecutionProvider } from "../runtime/provider-probe.ts";
 import type { ExecutionProviderChoice } from "../runtime/providers.ts";
 import { Session } from "../runtime/session.ts";
 import { WorkerSession } from "../runtime/worker-session.ts";
@@ -109,8 +110,14 @@ export class SdModel {
     };
   }
 
-  static async open(options: SdModelOptions): Promise<SdModel> {
-    // 16-bit checkpoints: a float32 weight cache on cpu/auto, the 16-bit weights in place on GPU providers.
+  static async open(requested: SdModelOptions): Promise<SdModel> {
+    // "auto" is settled before any graph exists: the graphs differ by provider (see provider-probe.ts).
+    const executionProvider = await resolveExecutionProvider(
+      requested.executionProvider ?? "cpu",
+      requested.onMessage,
+    );
+    const options: SdModelOptions = { ...requested, executionProvider };
+    // 16-bit checkpoints: a float32 weight cache on the CPU, the 16-bit weights in place on GPU providers.
     const fp32Cache = fp32CacheForProvider(options.executionProvider, options.onMessage);
     const ck = await openCheckpoint(options.model, { fp32Cache, ...options.checkpoint });
     try {

@@ -19,6 +19,7 @@ import {
   fallbackMessage,
   INSTALL_HINT,
   providerConfig,
+  unavailableReason,
 } from "./providers.ts";
 import { fromOrt, type HostTensor, toOrt } from "./tensor.ts";
 
@@ -139,6 +140,11 @@ export async function createWithProviders<T>(
   const choice = opts.executionProvider ?? "cpu";
   const failures: { provider: ConcreteProvider; error: string }[] = [];
   for (const provider of candidates(choice)) {
+    const missing = choice === "auto" ? unavailableReason(provider) : undefined;
+    if (missing) {
+      failures.push({ provider, error: missing });
+      continue;
+    }
     try {
       const plan = await cpuPlan(model, file, opts, say, provider);
       const tryOne = (p: string, o: SessionOptions) => make(p, o, provider);

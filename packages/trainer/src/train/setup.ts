@@ -15,6 +15,7 @@ import {
   type MessageSink,
   type OpenCheckpointOptions,
   type OptimizerConfig,
+  resolveExecutionProvider,
   type SessionOptions,
 } from "@lora-studio/engine";
 import { atomicWriteFile } from "@lora-studio/prompt-lora";
@@ -144,14 +145,21 @@ export function lossSettings(config: TrainConfig, totalSteps: number): Record<st
 }
 
 export async function setupRun(
-  config: TrainConfig,
+  requested: TrainConfig,
   options: TrainOptions,
   emit: (e: TrainEvent) => void,
 ): Promise<RunSetup> {
   const say = (message: string, level: "info" | "warn" = "info") => emit({ type: "log", level, message });
+  // Engine messages keep their level: cache builds are news ("info"), fallbacks and heap copies are warnings.
+  const engineSay: MessageSink = (m, level) => say(m, level ?? "warn");
+  // "auto" becomes the provider it finds before anything is built: weights, graphs and fp16 depend on it.
+  const config: TrainConfig = {
+    ...requested,
+    execution_provider: await resolveExecutionProvider(requested.execution_provider, engineSay),
+  };
   if (config.mixed_precision === "fp16" && !gpuProvider(config.execution_provider)) {
     say(
-      `mixed_precision: fp16 needs a GPU execution_provider named in the config (cuda, tensorrt or webgpu); with ${config.execution_provider} training runs in fp32`,
+      `mixed_precision: fp16 needs a GPU execution provider (cuda, tensorrt or webgpu, or auto finding one); on ${config.execution_provider} training runs in fp32`,
       "warn",
     );
   }
@@ -191,8 +199,6 @@ export async function setupRun(
 
   // The fp32 weight cache (engine/models/loader/fp32-cache) halves peak memory for fp16 checkpoints on the CPU;
   // GPU providers keep the 16-bit weights. The sample renderer opens the base again with the same options.
-  // Engine messages keep their level: cache builds are news ("info"), fallbacks and heap copies are warnings.
-  const engineSay: MessageSink = (m, level) => say(m, level ?? "warn");
   const checkpointOptions: OpenCheckpointOptions = {
     fp32Cache: fp32CacheForProvider(config.execution_provider, engineSay),
     ...options.checkpointOptions,
@@ -394,6 +400,5 @@ function openLogs(dir: string): RunLogs {
 }
 
 function gpuProvider(provider: TrainConfig["execution_provider"]): boolean {
-  // "auto" may end on the CPU, where fp16 graphs run through inserted Casts (slower, more memory).
   return provider === "cuda" || provider === "tensorrt" || provider === "webgpu";
 }
