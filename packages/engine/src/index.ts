@@ -187,7 +187,13 @@ export {
   Txt2ImgPipeline,
   type Txt2ImgResult,
 } from "./pipeline/txt2img.ts";
-export { bytesText, type MessageLevel, type MessageSink } from "./runtime/messages.ts";
+export {
+  bytesText,
+  consoleSink,
+  type MessageLevel,
+  type MessageSink,
+  shown as messageShown,
+} from "./runtime/messages.ts";
 export { resolveExecutionProvider } from "./runtime/provider-probe.ts";
 export {
   type ConcreteProvider,

@@ -25,6 +25,7 @@ import { mul, reduceMean, sub } from "../graph/ops/index.ts";
 import { buildUNetGraph } from "../models/unet/unet.ts";
 import { adapterFeeds } from "../pipeline/adapter-inputs.ts";
 import { type Component, PipelineError, SdModel } from "../pipeline/sd-model.ts";
+import { consoleSink } from "../runtime/messages.ts";
 import { Session } from "../runtime/session.ts";
 import type { HostTensor } from "../runtime/tensor.ts";
 import { intOption, reportFailure } from "./options.ts";
@@ -165,7 +166,7 @@ async function lossGrad(
   });
   const session = await Session.create(b.build(), {
     executionProvider: "cpu",
-    onMessage: (m) => process.stderr.write(`${m}\n`),
+    onMessage: consoleSink,
   });
   try {
     const byPath = new Map(modules.map((m) => [m.path, m]));
@@ -195,7 +196,7 @@ export async function runEval(f: EvalFlags): Promise<string[]> {
     model: f.model,
     worker: false,
     checkpoint: f.textEncoderHeads ? { textEncoderHeads: f.textEncoderHeads } : undefined,
-    onMessage: (m) => process.stderr.write(`${m}\n`),
+    onMessage: consoleSink,
   });
   try {
     const inputs = await readInputs(f.inputs);

@@ -10,6 +10,7 @@ import { Command, Option } from "commander";
 import { renderPrompt } from "../pipeline/render.ts";
 import { SdModel } from "../pipeline/sd-model.ts";
 import { Txt2ImgPipeline } from "../pipeline/txt2img.ts";
+import { consoleSink } from "../runtime/messages.ts";
 import { SAMPLER_NAMES } from "../schedulers/samplers/types.ts";
 import { floatOption, intOption, reportFailure, useCallerCwd } from "./options.ts";
 
@@ -65,7 +66,7 @@ export async function runGenerate(prompt: string, f: GenerateFlags): Promise<voi
     tokenizer: f.tokenizer,
     intraOpThreads: f.threads,
     checkpoint: f.textEncoderHeads ? { textEncoderHeads: f.textEncoderHeads } : undefined,
-    onMessage: (m) => process.stderr.write(`${m}\n`),
+    onMessage: consoleSink,
   });
   const progress = createProgress("sampling", { enabled: !f.json });
   try {

@@ -36,7 +36,7 @@ import { encodeModel } from "../onnx/encode.ts";
 import { rewriteExternalData } from "../onnx/external-rewrite.ts";
 import type { ModelFile } from "../onnx/model-file.ts";
 import { INLINE_LIMIT_BYTES } from "../onnx/model-file.ts";
-import { bytesText, type MessageSink } from "./messages.ts";
+import { bytesText, type MessageSink, sizeLevel } from "./messages.ts";
 import { pidAlive } from "./pid.ts";
 import type { SessionOptions } from "./session.ts";
 
@@ -341,7 +341,7 @@ export async function planOptimizedModel(
             `(reordered) weights, ${bytesText(reused)} shared with the weight cache) in ` +
             `${((performance.now() - t) / 1000).toFixed(1)} s; later sessions of this graph skip ORT's optimizer. ` +
             "Turn off with LORA_STUDIO_ORT_CACHE=0.",
-          "info",
+          sizeLevel(blobBytes + reused),
         );
         await trimOptimizedModels(dir);
       } catch (e) {

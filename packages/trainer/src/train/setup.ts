@@ -13,6 +13,7 @@ import {
   kohyaLoraInit,
   type LoraModuleInfo,
   type MessageSink,
+  messageShown,
   type OpenCheckpointOptions,
   type OptimizerConfig,
   resolveExecutionProvider,
@@ -151,7 +152,9 @@ export async function setupRun(
 ): Promise<RunSetup> {
   const say = (message: string, level: "info" | "warn" = "info") => emit({ type: "log", level, message });
   // Engine messages keep their level: cache builds are news ("info"), fallbacks and heap copies are warnings.
-  const engineSay: MessageSink = (m, level) => say(m, level ?? "warn");
+  const engineSay: MessageSink = (m, level) => {
+    if (messageShown(level)) say(m, level === "debug" ? "info" : (level ?? "warn"));
+  };
   // "auto" becomes the provider it finds before anything is built: weights, graphs and fp16 depend on it.
   const config: TrainConfig = {
     ...requested,

@@ -8,7 +8,7 @@
  * release() frees everything; the service calls it when a training job starts (the trainer needs the memory)
  * and when it stops. The next txt2img job opens the model again.
  */
-import { SdModel, Txt2ImgPipeline } from "@lora-studio/engine";
+import { messageShown, SdModel, Txt2ImgPipeline } from "@lora-studio/engine";
 
 interface Loaded {
   key: string;
@@ -59,7 +59,9 @@ export class ModelCache {
         const model = await SdModel.open({
           model: base,
           tokenizer: tokenizerDir,
-          onMessage: (m) => this.log(m),
+          onMessage: (m, level) => {
+            if (messageShown(level)) this.log(m);
+          },
         });
         this.loaded = { key, model, pipe: new Txt2ImgPipeline(model) };
         opened = true;

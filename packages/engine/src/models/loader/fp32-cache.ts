@@ -28,7 +28,7 @@ import { mkdir, open, readdir, readFile, realpath, rm, stat } from "node:fs/prom
 import { homedir, hostname } from "node:os";
 import { basename, extname, join } from "node:path";
 import { openSafetensors, type SafetensorsFile } from "@lora-studio/prompt-lora";
-import { consoleSink, bytesText as gib, type MessageSink } from "../../runtime/messages.ts";
+import { consoleSink, bytesText as gib, type MessageSink, sizeLevel } from "../../runtime/messages.ts";
 import { trimOptimizedModels } from "../../runtime/optimized-cache.ts";
 import { pidAlive } from "../../runtime/pid.ts";
 import { CheckpointError } from "./errors.ts";
@@ -306,7 +306,7 @@ export async function openFp32Cache(
       say(
         `lora-studio: fp32 weight cache: converting ${component} of ${source.path} to float32 ` +
           `(${first === "missing" ? "first use" : `rebuild: ${first}`}; once per checkpoint)…`,
-        "info",
+        sizeLevel(plan.reduce((n, t) => n + (t.dtype === "F32" ? t.byteLength : 2 * t.byteLength), 0)),
       );
       const bytes = await writeCacheFile(path, source, plan, identity);
       const after = await sourceIdentity(source.path, prefix);
@@ -327,7 +327,7 @@ export async function openFp32Cache(
         `${first === "missing" ? "first use" : `rebuilt: ${first}`}) into ${path}: ${gib(result.bytes)} in ` +
         `${(result.buildMs / 1000).toFixed(1)} s; folder ${dir} holds ${gib(total)} (cap ${Number.isFinite(maxBytes) ? gib(maxBytes) : "none"}). ` +
         "Turn off with LORA_STUDIO_FP32_CACHE=0 or the fp32Cache: false checkpoint option.",
-      "info",
+      sizeLevel(result.bytes),
     );
     return result;
   };
