@@ -133,6 +133,15 @@ test("a caption edited in the Datasets grid is saved to disk", {
   await studioTab("Datasets").click();
   const tile = page.locator('ls-datasets-tab .tile[data-file="face1.png"]');
   await tile.waitFor();
+  // The grid shows the service's WebP thumbnail, decoded by the browser at the picture's own size (96x64).
+  const size = await until("thumbnail decoded", async () => {
+    const [src, w, h] = await tile
+      .locator("img")
+      .evaluate((img: HTMLImageElement) => [img.currentSrc, img.naturalWidth, img.naturalHeight]);
+    return w > 0 ? { src, w, h } : undefined;
+  });
+  assert.match(String(size.src), /\?thumb=256$/);
+  assert.deepEqual([size.w, size.h], [96, 64]);
   await tile.locator("textarea").fill("a face, blue background");
   await tile.locator("textarea").press("Tab");
   const text = await until("caption file", () =>

@@ -159,3 +159,49 @@ test("dataset-check runs as a job and reports the trainer's flags", async () => 
   assert.ok(kinds.includes("under-resolution"), kinds.join());
   assert.ok(kinds.includes("caption-missing"), kinds.join());
 });
+
+test("thumbnails: ?thumb=256 answers a small WebP, EXIF-rotated, made once, remade when the picture changes", async () => {
+  await call(svc, "POST", "/api/datasets", { name: "camera" });
+  const dir = join(dirs.dataDir, "datasets", "camera");
+  // Stored 1200x800 with EXIF orientation 6: shown (and trained) as 800x1200.
+  const photo = await sharp(await encode("jpeg", 1200, 800))
+    .withMetadata({ orientation: 6 })
+    .jpeg()
+    .toBuffer();
+  await writeFile(join(dir, "photo.jpg"), photo);
+  const url = `${svc.url}/api/datasets/camera/images/photo.jpg?thumb=256`;
+  const thumbs = join(dirs.dataDir, "thumbs");
+  const files = async () =>
+    (await Promise.all((await readdir(thumbs)).map((d) => readdir(join(thumbs, d))))).flat();
+
+  const first = await fetch(url);
+  assert.equal(first.status, 200);
+  assert.equal(first.headers.get("content-type"), "image/webp");
+  const body = Buffer.from(await first.arrayBuffer());
+  const meta = await sharp(body).metadata();
+  assert.deepEqual([meta.format, meta.width, meta.height], ["webp", 171, 256], "fits 256, portrait");
+  assert.ok(body.length < photo.length / 4, `thumbnail ${body.length} B vs picture ${photo.length} B`);
+  assert.equal((await files()).length, 1);
+
+  assert.deepEqual(Buffer.from(await (await fetch(url)).arrayBuffer()), body, "served from the cache");
+  assert.equal((await files()).length, 1);
+
+  await writeFile(join(dir, "photo.jpg"), await encode("jpeg", 300, 300));
+  const remade = await sharp(Buffer.from(await (await fetch(url)).arrayBuffer())).metadata();
+  assert.deepEqual([remade.width, remade.height], [256, 256], "an edited picture gets a new thumbnail");
+  assert.equal((await files()).length, 2);
+
+  const small = await sharp(
+    Buffer.from(await (await fetch(`${url.replace("256", "512")}`)).arrayBuffer()),
+  ).metadata();
+  assert.deepEqual([small.width, small.height], [300, 300], "never enlarged");
+
+  const odd = await fetch(`${svc.url}/api/datasets/camera/images/photo.jpg?thumb=300`);
+  assert.equal(odd.status, 400);
+  assert.match((await odd.json()).error, /thumb must be one of 128, 256, 384, 512/);
+
+  await writeFile(join(dir, "broken.png"), Buffer.from("not a png"));
+  const broken = await fetch(`${svc.url}/api/datasets/camera/images/broken.png?thumb=128`);
+  assert.equal(broken.status, 422);
+  assert.match((await broken.json()).error, /broken\.png as an image/);
+});

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import type { Service } from "../src/server/serve.ts";
 import { call, type Dirs, FIXTURE_LORA, makeDirs, start } from "./support/service.ts";
+import { sharp } from "./support/sharp.ts";
 
 let dirs: Dirs;
 let svc: Service;
@@ -101,8 +102,10 @@ test("path traversal attempts are refused with 400 and change nothing", async ()
     assert.match(r.body.error ?? "", message, `${JSON.stringify(body).slice(0, 80)}`);
   }
   for (const q of ["../outside/x.png", "escape/x.png", "/etc/x.png", "a\u0000.png"]) {
-    const r = await call(svc, "GET", `/api/lora/preview?path=${encodeURIComponent(q)}`);
-    assert.equal(r.status, 400, q);
+    for (const thumb of ["", "&thumb=128"]) {
+      const r = await call(svc, "GET", `/api/lora/preview?path=${encodeURIComponent(q)}${thumb}`);
+      assert.equal(r.status, 400, `${q}${thumb}`);
+    }
   }
   assert.deepEqual(await tree(dirs.root), before);
 });
@@ -164,4 +167,24 @@ test("rename and move carry the sidecars; delete goes to the trash and undo rest
   assert.deepEqual(back, await readFile(FIXTURE_LORA));
   assert.equal((await call(svc, "POST", "/api/lora/undo-delete", { trashId: del.body.trashId })).status, 404);
   await assert.rejects(stat(join(dirs.dataDir, "trash", del.body.trashId as string)));
+});
+
+test("a Lora card's preview comes as a thumbnail when asked (the Library asks for 384 px)", async () => {
+  const big = await sharp({
+    create: { width: 900, height: 1200, channels: 3, background: { r: 9, g: 9, b: 9 } },
+  })
+    .png()
+    .toBuffer();
+  await mkdir(join(dirs.loraDir, "thumbs-test"), { recursive: true });
+  await writeFile(join(dirs.loraDir, "thumbs-test", "p.preview.png"), big);
+  const res = await fetch(
+    `${svc.url}/api/lora/preview?path=${encodeURIComponent("thumbs-test/p.preview.png")}&thumb=384`,
+  );
+  assert.equal(res.status, 200);
+  const meta = await sharp(Buffer.from(await res.arrayBuffer())).metadata();
+  assert.deepEqual([meta.format, meta.width, meta.height], ["webp", 288, 384]);
+  const full = await fetch(
+    `${svc.url}/api/lora/preview?path=${encodeURIComponent("thumbs-test/p.preview.png")}`,
+  );
+  assert.deepEqual(Buffer.from(await full.arrayBuffer()), big, "without thumb: the file itself");
 });

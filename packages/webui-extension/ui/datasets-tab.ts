@@ -264,7 +264,7 @@ export class DatasetsTab extends LitElement {
       <div class="grid">
         ${this.images.map(
           (img) => html`<div class="tile" data-file=${img.file}>
-            <img alt=${img.file} loading="lazy" src=${this.api.url(`/api/datasets/${encodeURIComponent(ds ?? "")}/images/${encodeURIComponent(img.file)}`)} />
+            <img alt=${img.file} loading="lazy" src=${this.api.url(`/api/datasets/${encodeURIComponent(ds ?? "")}/images/${encodeURIComponent(img.file)}?thumb=256`)} />
             <span class="muted">${img.file} · ${img.width}×${img.height}</span>
             <textarea aria-label=${`caption of ${img.file}`} .value=${img.caption}
               @change=${(e: Event) => this.saveCaption(img, (e.target as HTMLTextAreaElement).value)}

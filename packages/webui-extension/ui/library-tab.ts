@@ -102,7 +102,7 @@ export class LibraryTab extends LitElement {
   }
 
   private readonly actions: CardActions = {
-    previewUrl: (path) => this.api.url(`/api/lora/preview?path=${encodeURIComponent(path)}`),
+    previewUrl: (path) => this.api.url(`/api/lora/preview?path=${encodeURIComponent(path)}&thumb=384`),
     toggleSelected: (path, on) => {
       const s = new Map(this.selected);
       const card = this.cards?.find((c) => c.path === path);

@@ -2,11 +2,13 @@
 import { Router } from "express";
 import { type Datasets, DEFAULT_UPLOAD_LIMITS, type UploadLimits } from "../datasets/datasets.ts";
 import type { JobQueue } from "../jobs/queue.ts";
+import type { Thumbnails } from "./thumbnails.ts";
 import { receiveFiles } from "./upload.ts";
 
 export function datasetRoutes(
   datasets: Datasets,
   queue: JobQueue,
+  thumbnails: Thumbnails,
   limits: UploadLimits = DEFAULT_UPLOAD_LIMITS,
 ): Router {
   const r = Router();
@@ -19,10 +21,9 @@ export function datasetRoutes(
   r.get("/:name/images", async (req, res) => {
     res.json({ images: await datasets.images(req.params.name) });
   });
+  // The picture itself, or with ?thumb=256 a small WebP for the grid (thumbnails.ts).
   r.get("/:name/images/:file", async (req, res) => {
-    // No resizing here: thumbnails are the originals scaled by the browser until sharp is a dependency.
-    res.set("Cache-Control", "no-cache");
-    res.sendFile(await datasets.image(req.params.name, req.params.file), { dotfiles: "allow" });
+    await thumbnails.send(req, res, await datasets.image(req.params.name, req.params.file));
   });
   r.post("/:name/images", async (req, res) => {
     await datasets.folder(req.params.name);

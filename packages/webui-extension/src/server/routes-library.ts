@@ -3,12 +3,14 @@ import { Router } from "express";
 import type { JobQueue } from "../jobs/queue.ts";
 import type { LoraLibrary } from "../library/library.ts";
 import { PathError, resolveInside } from "../library/safe-path.ts";
+import type { Thumbnails } from "./thumbnails.ts";
 
 const PREVIEW_EXT = /\.(png|jpe?g|webp|gif)$/i;
 
 export function libraryRoutes(
   library: LoraLibrary,
   queue: JobQueue,
+  thumbnails: Thumbnails,
   onChanged: (why: string) => void,
 ): Router {
   const r = Router();
@@ -19,7 +21,7 @@ export function libraryRoutes(
     const rel = req.query.path;
     if (typeof rel !== "string" || !PREVIEW_EXT.test(rel))
       throw new PathError(String(rel), "not a preview image");
-    res.sendFile(await resolveInside(library.loraDir, rel), { dotfiles: "allow" });
+    await thumbnails.send(req, res, await resolveInside(library.loraDir, rel));
   });
   r.put("/user-metadata", async (req, res) => {
     res.json({ metadata: await library.writeUserMetadata(req.body?.path, req.body?.metadata) });

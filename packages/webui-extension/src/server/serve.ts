@@ -24,6 +24,7 @@ import { datasetRoutes } from "./routes-datasets.ts";
 import { generateRoutes } from "./routes-generate.ts";
 import { jobRoutes, trainingEngineAvailable, trainRoutes } from "./routes-jobs.ts";
 import { libraryRoutes } from "./routes-library.ts";
+import { Thumbnails } from "./thumbnails.ts";
 import { loadOrCreateToken, tokenFromHeaders, tokenMatches } from "./token.ts";
 import { EventHub } from "./ws.ts";
 
@@ -90,6 +91,7 @@ export async function serve(options: ServeOptions): Promise<Service> {
     taggerDirs: options.taggerDirs ?? [],
   };
   const library = new LoraLibrary(env.loraDir, env.dataDir);
+  const thumbnails = new Thumbnails(join(env.dataDir, "thumbs"));
   const datasets = new Datasets(env.datasetsDir);
   const origins = new OriginPolicy(
     [...(options.webuiUrl ? [options.webuiUrl] : []), ...(options.allowedOrigins ?? [])],
@@ -165,9 +167,12 @@ export async function serve(options: ServeOptions): Promise<Service> {
   });
   app.use(
     "/api/lora",
-    libraryRoutes(library, queue, (why) => announceLibrary(why)),
+    libraryRoutes(library, queue, thumbnails, (why) => announceLibrary(why)),
   );
-  app.use("/api/datasets", datasetRoutes(datasets, queue, options.uploadLimits ?? DEFAULT_UPLOAD_LIMITS));
+  app.use(
+    "/api/datasets",
+    datasetRoutes(datasets, queue, thumbnails, options.uploadLimits ?? DEFAULT_UPLOAD_LIMITS),
+  );
   app.use("/api/jobs", jobRoutes(queue));
   app.use("/api/train", trainRoutes(env, store));
   const txt2img = generateRoutes(queue, env, { baseModel: options.baseModel });
