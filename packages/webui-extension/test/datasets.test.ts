@@ -189,12 +189,13 @@ test("thumbnails: ?thumb=256 answers a small WebP, EXIF-rotated, made once, rema
   await writeFile(join(dir, "photo.jpg"), await encode("jpeg", 300, 300));
   const remade = await sharp(Buffer.from(await (await fetch(url)).arrayBuffer())).metadata();
   assert.deepEqual([remade.width, remade.height], [256, 256], "an edited picture gets a new thumbnail");
-  assert.equal((await files()).length, 2);
+  assert.equal((await files()).length, 1, "and the old version's thumbnail is removed");
 
   const small = await sharp(
     Buffer.from(await (await fetch(`${url.replace("256", "512")}`)).arrayBuffer()),
   ).metadata();
   assert.deepEqual([small.width, small.height], [300, 300], "never enlarged");
+  assert.equal((await files()).length, 2, "one per size of the current version");
 
   const odd = await fetch(`${svc.url}/api/datasets/camera/images/photo.jpg?thumb=300`);
   assert.equal(odd.status, 400);

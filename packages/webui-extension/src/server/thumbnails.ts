@@ -6,7 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import { mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { Request, Response } from "express";
 import sharp from "sharp";
 
@@ -39,23 +39,34 @@ export class Thumbnails {
 
   constructor(readonly dir: string) {}
 
-  /** The thumbnail file for `source` at `size`, made if missing (concurrent requests share one make). */
+  /**
+   * The thumbnail file for `source` at `size`, made if missing (concurrent requests share one make). Files are
+   * named `<source key>-<version key>-<size>.webp`: making one for a new version of a picture removes the old
+   * version's, so edited pictures do not leave thumbnails behind.
+   */
   async file(source: string, size: number): Promise<string> {
     const st = await stat(source);
-    const key = createHash("sha256")
-      .update(`${source}\0${st.size}\0${st.mtimeMs}\0${size}`)
-      .digest("hex")
-      .slice(0, 32);
-    const path = join(this.dir, key.slice(0, 2), `${key}.webp`);
+    const hash = (s: string) => createHash("sha256").update(s).digest("hex").slice(0, 20);
+    const sourceKey = hash(source);
+    const versionKey = hash(`${st.size}\0${st.mtimeMs}`);
+    const path = join(this.dir, sourceKey.slice(0, 2), `${sourceKey}-${versionKey}-${size}.webp`);
     let job = this.inflight.get(path);
     if (!job) {
-      job = this.make(source, size, path).finally(() => this.inflight.delete(path));
+      job = this.make(source, size, path, `${sourceKey}-`, `${sourceKey}-${versionKey}-`).finally(() =>
+        this.inflight.delete(path),
+      );
       this.inflight.set(path, job);
     }
     return job;
   }
 
-  private async make(source: string, size: number, path: string): Promise<string> {
+  private async make(
+    source: string,
+    size: number,
+    path: string,
+    sourcePrefix: string,
+    versionPrefix: string,
+  ): Promise<string> {
     if (
       await stat(path).then(
         () => true,
@@ -63,7 +74,8 @@ export class Thumbnails {
       )
     )
       return path;
-    await mkdir(join(path, ".."), { recursive: true });
+    const folder = dirname(path);
+    await mkdir(folder, { recursive: true });
     const data = await sharp(source, { animated: false })
       .rotate()
       .resize(size, size, { fit: "inside", withoutEnlargement: true })
@@ -78,6 +90,10 @@ export class Thumbnails {
       await rename(tmp, path);
     } finally {
       await rm(tmp, { force: true });
+    }
+    for (const name of await readdir(folder)) {
+      if (name.startsWith(sourcePrefix) && !name.startsWith(versionPrefix) && name.endsWith(".webp"))
+        await rm(join(folder, name), { force: true });
     }
     return path;
   }
@@ -94,16 +110,5 @@ export class Thumbnails {
     // The URL does not change when the picture does, so the browser revalidates (ETag/Last-Modified).
     res.set("Cache-Control", "no-cache");
     res.type("image/webp").sendFile(file, { dotfiles: "allow" });
-  }
-
-  /** Number of thumbnails on disk (tests, and the log). */
-  async count(): Promise<number> {
-    let n = 0;
-    for (const sub of await readdir(this.dir).catch(() => [] as string[])) {
-      n += (await readdir(join(this.dir, sub)).catch(() => [] as string[])).filter((f) =>
-        f.endsWith(".webp"),
-      ).length;
-    }
-    return n;
   }
 }
