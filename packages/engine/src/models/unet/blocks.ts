@@ -19,6 +19,33 @@ export interface BlockEnv {
   segment: <T>(fn: () => T) => T;
 }
 
+/** `resnets.{j}` of a block, then its `attentions.{j}` when the block has cross-attention. */
+function resnetThenAttention(
+  ctx: ModuleContext,
+  x: Value,
+  env: BlockEnv,
+  j: number,
+  inChannels: number,
+  outChannels: number,
+  attention: Omit<Transformer2DShape, "channels"> | undefined,
+): Value {
+  const b = ctx.b;
+  const h = b.scope(`resnets.${j}`, () =>
+    env.segment(() =>
+      resnetBlock2D(ctx, x, env.temb, {
+        inChannels,
+        outChannels,
+        groups: env.groups,
+        eps: env.eps,
+        tembChannels: env.tembChannels,
+      }),
+    ),
+  );
+  if (!attention) return h;
+  const att = { ...attention, channels: outChannels };
+  return b.scope(`attentions.${j}`, () => env.segment(() => transformer2D(ctx, h, env.context, att)));
+}
+
 export interface DownBlockShape {
   inChannels: number;
   outChannels: number;
@@ -40,23 +67,7 @@ export function downBlock(
   let h = x;
   for (let j = 0; j < s.layers; j++) {
     const inC = j === 0 ? s.inChannels : s.outChannels;
-    const cur = h;
-    h = b.scope(`resnets.${j}`, () =>
-      env.segment(() =>
-        resnetBlock2D(ctx, cur, env.temb, {
-          inChannels: inC,
-          outChannels: s.outChannels,
-          groups: env.groups,
-          eps: env.eps,
-          tembChannels: env.tembChannels,
-        }),
-      ),
-    );
-    if (s.attention) {
-      const att = { ...s.attention, channels: s.outChannels };
-      const cur2 = h;
-      h = b.scope(`attentions.${j}`, () => env.segment(() => transformer2D(ctx, cur2, env.context, att)));
-    }
+    h = resnetThenAttention(ctx, h, env, j, inC, s.outChannels, s.attention);
     skips.push(h);
   }
   if (s.downsample) {
@@ -109,23 +120,7 @@ export function upBlock(ctx: ModuleContext, x: Value, skips: Value[], env: Block
     const skip = skips.pop();
     if (!skip) return b.fail("UpBlock", [h], "ran out of skip connections");
     const inC = (j === 0 ? s.prevChannels : s.outChannels) + skip.shape[1];
-    const joined = concat([h, skip], 1);
-    h = b.scope(`resnets.${j}`, () =>
-      env.segment(() =>
-        resnetBlock2D(ctx, joined, env.temb, {
-          inChannels: inC,
-          outChannels: s.outChannels,
-          groups: env.groups,
-          eps: env.eps,
-          tembChannels: env.tembChannels,
-        }),
-      ),
-    );
-    if (s.attention) {
-      const att = { ...s.attention, channels: s.outChannels };
-      const cur = h;
-      h = b.scope(`attentions.${j}`, () => env.segment(() => transformer2D(ctx, cur, env.context, att)));
-    }
+    h = resnetThenAttention(ctx, concat([h, skip], 1), env, j, inC, s.outChannels, s.attention);
   }
   if (s.upsample) {
     const cur = h;
