@@ -25,6 +25,7 @@ import { buildVaeDecoderGraph, buildVaeEncoderGraph } from "../src/models/vae/au
 import { appendTrainStep, initialTrainState } from "../src/optim/train-step.ts";
 import { Session } from "../src/runtime/session.ts";
 import type { HostTensor } from "../src/runtime/tensor.ts";
+import { unetBenchFeeds } from "./unet-feeds.ts";
 
 const MANIFEST = fileURLToPath(
   new URL("../../../../shared/fixtures/sd15-original-keys.json", import.meta.url),
@@ -69,19 +70,7 @@ async function child(
     lora,
     gradientCheckpointing: ckpt,
   });
-  const feeds: Record<string, HostTensor> = {
-    sample: {
-      dtype: "float32",
-      shape: [1, 4, latent, latent],
-      data: new Float32Array(4 * latent * latent).fill(0.1),
-    },
-    timestep: { dtype: "float32", shape: [1], data: Float32Array.of(500) },
-    encoder_hidden_states: {
-      dtype: "float32",
-      shape: [1, 77, 768],
-      data: new Float32Array(77 * 768).fill(0.01),
-    },
-  };
+  const feeds: Record<string, HostTensor> = unetBenchFeeds(latent);
   let graph = fwd;
   if (kind === "train") {
     const b = ctx.b;

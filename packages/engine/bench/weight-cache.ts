@@ -21,6 +21,7 @@ import { openCheckpoint } from "../src/models/loader/checkpoint.ts";
 import { buildUNetGraph } from "../src/models/unet/unet.ts";
 import { Session } from "../src/runtime/session.ts";
 import type { HostTensor } from "../src/runtime/tensor.ts";
+import { unetBenchFeeds } from "./unet-feeds.ts";
 
 const MANIFEST = fileURLToPath(
   new URL("../../../../shared/fixtures/sd15-original-keys.json", import.meta.url),
@@ -66,19 +67,7 @@ async function childForward(model: string, dir: string, cached: boolean, latent:
   t = performance.now();
   const { graph } = buildUNetGraph(ck.unet, ck.weights.unet, { batch: 1, height: latent, width: latent });
   const buildMs = performance.now() - t;
-  const feeds: Record<string, HostTensor> = {
-    sample: {
-      dtype: "float32",
-      shape: [1, 4, latent, latent],
-      data: new Float32Array(4 * latent * latent).fill(0.1),
-    },
-    timestep: { dtype: "float32", shape: [1], data: Float32Array.of(500) },
-    encoder_hidden_states: {
-      dtype: "float32",
-      shape: [1, 77, 768],
-      data: new Float32Array(77 * 768).fill(0.01),
-    },
-  };
+  const feeds: Record<string, HostTensor> = unetBenchFeeds(latent);
   t = performance.now();
   const s = await Session.create(graph, {
     executionProvider: "cpu",
