@@ -20,9 +20,9 @@ import { promisify } from "node:util";
 import type { Browser, Page } from "playwright-core";
 import { solidPng, writeTinyTagger } from "../../trainer/test/autolabel.helpers.ts";
 import type { Service } from "../src/server/serve.ts";
-import { type A1111Host, startA1111Host } from "./support/a1111-host.ts";
+import type { A1111Host } from "./support/a1111-host.ts";
 import { ARTIFACTS, chromiumAvailable, openBrowser } from "./support/browser.ts";
-import { call, type Dirs, makeDirs, start, waitForJob } from "./support/service.ts";
+import { call, type Dirs, makeDirs, startWithHost, waitForJob } from "./support/service.ts";
 import {
   CLIP_TOKENIZER,
   makeTrainDataset,
@@ -64,11 +64,11 @@ before(async () => {
   await run("git", ["clone", "-q", repo, clone]);
   if (!available) return;
   const tagger = await writeTinyTagger(join(dirs.root, "tagger"), 32, "dynamic");
-  const mountAttrs: Record<string, string> = {};
-  host = await startA1111Host({ webuiDir: join(dirs.root, "webui"), extensionDir: clone, mountAttrs });
-  svc = await start(dirs, { webuiUrl: host.url, taggerDirs: [tagger], clipTokenizerDir: CLIP_TOKENIZER });
-  mountAttrs.service = svc.url;
-  mountAttrs.token = svc.token;
+  ({ host, svc } = await startWithHost(
+    dirs,
+    { taggerDirs: [tagger], clipTokenizerDir: CLIP_TOKENIZER },
+    clone,
+  ));
   const ds = join(dirs.dataDir, "datasets", "colours");
   await mkdir(ds, { recursive: true });
   await solidPng(join(ds, "red.png"), 40, 40, [255, 0, 0]);

@@ -10,9 +10,9 @@ import { after, before, test } from "node:test";
 import type { Browser, Page } from "playwright-core";
 import { listWebuiLoras } from "../src/bridge/webui.ts";
 import type { Service } from "../src/server/serve.ts";
-import { type A1111Host, startA1111Host } from "./support/a1111-host.ts";
+import type { A1111Host } from "./support/a1111-host.ts";
 import { ARTIFACTS, chromiumAvailable, openBrowser } from "./support/browser.ts";
-import { builtExtension, type Dirs, makeDirs, start } from "./support/service.ts";
+import { type Dirs, makeDirs, startWithHost } from "./support/service.ts";
 import { makeTrainDataset, TINY_DIFFUSERS } from "./support/train-fixture.ts";
 
 const available = chromiumAvailable;
@@ -26,15 +26,7 @@ let page: Page;
 before(async () => {
   if (!available) return;
   dirs = await makeDirs("ls-browser-train-");
-  const mountAttrs: Record<string, string> = {};
-  host = await startA1111Host({
-    webuiDir: join(dirs.root, "webui"),
-    extensionDir: await builtExtension(),
-    mountAttrs,
-  });
-  svc = await start(dirs, { webuiUrl: host.url });
-  mountAttrs.service = svc.url;
-  mountAttrs.token = svc.token;
+  ({ host, svc } = await startWithHost(dirs));
   await makeTrainDataset(join(dirs.dataDir, "datasets"), "squares", "sqstyle", 3);
   ({ browser, page } = await openBrowser({ width: 1280, height: 1000 }));
 });

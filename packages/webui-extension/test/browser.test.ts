@@ -12,9 +12,9 @@ import { openSafetensors, writeSafetensors } from "@lora-studio/prompt-lora";
 import type { Browser, Page } from "playwright-core";
 import { listWebuiLoras } from "../src/bridge/webui.ts";
 import type { Service } from "../src/server/serve.ts";
-import { type A1111Host, startA1111Host } from "./support/a1111-host.ts";
+import type { A1111Host } from "./support/a1111-host.ts";
 import { ARTIFACTS, chromiumAvailable, openBrowser } from "./support/browser.ts";
-import { builtExtension, call, type Dirs, makeDirs, start } from "./support/service.ts";
+import { call, type Dirs, makeDirs, startWithHost } from "./support/service.ts";
 import { sharp } from "./support/sharp.ts";
 
 const available = chromiumAvailable;
@@ -42,16 +42,7 @@ async function until<T>(
 before(async () => {
   if (!available) return;
   dirs = await makeDirs();
-  const mountAttrs: Record<string, string> = {};
-  host = await startA1111Host({
-    webuiDir: join(dirs.root, "webui"),
-    extensionDir: await builtExtension(),
-    mountAttrs,
-  });
-  svc = await start(dirs, { webuiUrl: host.url });
-  // what extension/scripts/lora_studio.py renders into the gr.HTML mount point
-  mountAttrs.service = svc.url;
-  mountAttrs.token = svc.token;
+  ({ host, svc } = await startWithHost(dirs));
   await call(svc, "POST", "/api/datasets", { name: "faces" });
   const img = await sharp({
     create: { width: 96, height: 64, channels: 3, background: { r: 40, g: 120, b: 200 } },

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { WebSocket } from "ws";
 import { type ServeOptions, type Service, serve } from "../../src/server/serve.ts";
+import { type A1111Host, startA1111Host } from "./a1111-host.ts";
 
 export const FIXTURES = fileURLToPath(new URL("../../../../../shared/fixtures/", import.meta.url));
 export const FIXTURE_LORA = join(FIXTURES, "tiny-sd1", "lora", "tiny-sd1-lora-kohya.safetensors");
@@ -165,4 +166,25 @@ export function builtExtension(): Promise<string> {
     return buildExtension(join(dir, "lora-studio"));
   })();
   return built;
+}
+
+/**
+ * The service behind an A1111-shaped host page (support/a1111-host.ts) with the built extension installed; the
+ * mount point carries the service's URL and token, as the extension's scripts/lora_studio.py renders them.
+ */
+export async function startWithHost(
+  dirs: Dirs,
+  extra: Partial<ServeOptions> = {},
+  extensionDir?: string,
+): Promise<{ host: A1111Host; svc: Service }> {
+  const mountAttrs: Record<string, string> = {};
+  const host = await startA1111Host({
+    webuiDir: join(dirs.root, "webui"),
+    extensionDir: extensionDir ?? (await builtExtension()),
+    mountAttrs,
+  });
+  const svc = await start(dirs, { webuiUrl: host.url, ...extra });
+  mountAttrs.service = svc.url;
+  mountAttrs.token = svc.token;
+  return { host, svc };
 }
