@@ -40,7 +40,9 @@ export async function cacheLatents(
   },
 ): Promise<LatentStore & { hits: number; misses: number }> {
   const cache = new LatentCache(o.diskDir);
-  const vaeId = `${base.vaeId}:sample:${o.seed}`;
+  // The cache key names the VAE file (path, size, mtime: a changed VAE means new latents); the posterior
+  // sample's noise must not, or the same seed would train differently from another folder or after a copy.
+  const vaeId = `${base.vaeId}:posterior-sample:${o.seed}`;
   const sessions = new Map<string, Session>();
   const encoderFor = async (bucket: Size): Promise<Session> => {
     const key = bucket.join("x");
@@ -66,6 +68,7 @@ export async function cacheLatents(
       let rgb: Awaited<ReturnType<typeof loadBucketed>> | undefined;
       for (const flip of flips) {
         const key = latentCacheKey({ imageSha256: sha, assignment: image.assignment, flip, vaeId });
+        const noiseKey = latentCacheKey({ imageSha256: sha, assignment: image.assignment, flip, vaeId: "" });
         const latent = await cache.getOrCompute(key, async () => {
           rgb ??= await loadBucketed(image.path, image.assignment);
           const [w, h] = image.assignment.bucket;
@@ -75,7 +78,7 @@ export async function cacheLatents(
           });
           const mean = r.mean.data as Float32Array;
           const logvar = r.logvar.data as Float32Array;
-          const eps = new TorchCpuGenerator(deriveSeed(o.seed, parseInt(key.slice(0, 8), 16))).randn(
+          const eps = new TorchCpuGenerator(deriveSeed(o.seed, parseInt(noiseKey.slice(0, 8), 16))).randn(
             mean.length,
           );
           const sf = base.checkpoint.vae.scaling_factor;
