@@ -310,6 +310,49 @@ test("cancel stops a running training between two steps, and nothing is hot-load
   }
 });
 
+test("merges and dataset checks run beside a training job; a second model job waits for the first", async () => {
+  const dirs = await makeDirs("ls-train-lanes-");
+  const svc = await start(dirs, { clipTokenizerDir: CLIP_TOKENIZER });
+  try {
+    await makeTrainDataset(join(dirs.dataDir, "datasets"), "squares", "sqstyle", 2);
+    const ws = await connectWs(svc.url, { token: svc.token });
+    const trainJob = async (name: string) => {
+      const r = await call(svc, "POST", "/api/jobs", {
+        kind: "train",
+        params: {
+          config: tinyTrainConfig({ train_data_dir: "squares", output_name: name, max_train_steps: 500 }),
+          model: TINY_SINGLE_MODEL,
+          ...FAST,
+        },
+      });
+      assert.equal(r.status, 202, r.body.error);
+      return r.body.id as string;
+    };
+    const first = await trainJob("first");
+    ws.send({ type: "subscribe", jobId: first, since: 0 });
+    await waitEvent(ws, first, (e) => e.type === "metric" && (e.data.step as number) >= 2);
+    const second = await trainJob("second");
+    const check = await call(svc, "POST", "/api/datasets/squares/check", {});
+    const merge = await call(svc, "POST", "/api/lora/merge", {
+      inputs: [{ path: "tiny-b.safetensors" }],
+      output: "beside-training",
+      rank: 2,
+    });
+    for (const id of [check.body.id as string, merge.body.id as string]) {
+      const job = await waitForJob(svc, id, ["done", "failed"], 30000);
+      assert.equal(job.state, "done", String(job.error));
+    }
+    assert.equal(svc.queue.store.get(first)?.state, "running", "the training kept running meanwhile");
+    assert.equal(svc.queue.store.get(second)?.state, "queued", "one model job at a time");
+    assert.equal((await call(svc, "POST", `/api/jobs/${second}/cancel`)).status, 200);
+    assert.equal((await call(svc, "POST", `/api/jobs/${first}/cancel`)).status, 200);
+    await waitForJob(svc, first, ["cancelled"], 20000);
+    ws.ws.close();
+  } finally {
+    await svc.close();
+  }
+});
+
 test("a diverging run fails with the trainer's error, forwarded as an error event", async () => {
   const dirs = await makeDirs("ls-train-nan-");
   const svc = await start(dirs, { clipTokenizerDir: CLIP_TOKENIZER });

@@ -1,5 +1,7 @@
 /**
- * The job queue: at most `concurrency` jobs run at once (default 1: one GPU job at a time), each off the
+ * The job queue, in two lanes (kinds/index.ts): at most `concurrency` model jobs at once (default 1: one GPU job
+ * at a time) and, beside them, at most `fileConcurrency` file jobs (merge, dataset check, library index; default
+ * 1), each in submission order. Every job runs off the
  * service's event loop so the service keeps answering: kinds that call ONNX Runtime in a child process
  * (terminating a worker_thread inside an ORT call aborts the whole process), txt2img in the service thread
  * with its sessions in the engine's workers (in-service.ts, so the opened model outlives the job), the rest in
@@ -10,7 +12,14 @@
  */
 import { EventEmitter } from "node:events";
 import { type JobThread, startInServiceJob } from "./in-service.ts";
-import { IN_SERVICE_KINDS, JOB_KIND_MODULES, loadJobKind, OWN_PROCESS_KINDS } from "./kinds/index.ts";
+import {
+  IN_SERVICE_KINDS,
+  JOB_KIND_MODULES,
+  type JobLane,
+  laneOf,
+  loadJobKind,
+  OWN_PROCESS_KINDS,
+} from "./kinds/index.ts";
 import { removeTempFiles } from "./leftovers.ts";
 import { startJobWorker } from "./runner.ts";
 import { FINAL_STATES, type JobEvent, type JobRecord, type JobState, type JobStore } from "./store.ts";
@@ -28,7 +37,10 @@ export class JobError extends Error {
 }
 
 export interface QueueOptions {
+  /** Model jobs (training, txt2img, auto-label, step-time) at once; default 1. */
   concurrency?: number;
+  /** File jobs (merge, dataset check, library index) at once, beside the model jobs; default 1. */
+  fileConcurrency?: number;
   /** Called in the service's thread when a job wrote LoRA files (hot-load). */
   onLoraFiles?: (job: JobRecord, files: string[]) => Promise<void> | void;
   /** How long a resumable job may take to checkpoint when the service stops, before its worker is terminated. */
@@ -36,6 +48,7 @@ export interface QueueOptions {
 }
 
 interface Running {
+  lane: JobLane;
   /** A worker_thread, or the in-service runner for kinds that keep state between jobs (in-service.ts). */
   worker: JobThread;
   stop: StopReason | null;
@@ -55,7 +68,7 @@ export class JobQueue {
   /** "event" (JobEvent) for every persisted event; "job" (JobRecord) after every state change. */
   readonly events = new EventEmitter();
   private readonly running = new Map<string, Running>();
-  private readonly concurrency: number;
+  private readonly limits: Record<JobLane, number>;
   private closed = false;
 
   constructor(
@@ -63,7 +76,10 @@ export class JobQueue {
     readonly env: JobEnvironment,
     private readonly options: QueueOptions = {},
   ) {
-    this.concurrency = Math.max(1, options.concurrency ?? 1);
+    this.limits = {
+      model: Math.max(1, options.concurrency ?? 1),
+      files: Math.max(1, options.fileConcurrency ?? 1),
+    };
     this.events.setMaxListeners(0);
   }
 
@@ -197,10 +213,13 @@ export class JobQueue {
 
   private pump(): void {
     if (this.closed) return;
-    const queued = this.store.inState("queued");
-    for (const job of queued) {
-      if (this.running.size >= this.concurrency) return;
-      if (!this.running.has(job.id)) this.launch(job);
+    const busy: Record<JobLane, number> = { model: 0, files: 0 };
+    for (const r of this.running.values()) busy[r.lane]++;
+    for (const job of this.store.inState("queued")) {
+      const lane = laneOf(job.kind);
+      if (this.running.has(job.id) || busy[lane] >= this.limits[lane]) continue;
+      busy[lane]++;
+      this.launch(job);
     }
   }
 
@@ -216,6 +235,7 @@ export class JobQueue {
       : startJobWorker(input, OWN_PROCESS_KINDS.has(job.kind) ? "process" : "thread");
     let exited!: () => void;
     const r: Running = {
+      lane: laneOf(job.kind),
       worker,
       stop: null,
       settled: false,

@@ -21,7 +21,11 @@ const program = new Command("serve")
     "data folder (token, jobs, datasets)",
     process.env.LORA_STUDIO_HOME ?? join(homedir(), ".lora-studio"),
   )
-  .option("--concurrency <n>", "jobs at once", "1")
+  .option(
+    "--concurrency <n>",
+    "model jobs (training, txt2img, auto-label) at once; merges, dataset checks and indexing run beside them",
+    "1",
+  )
   .option("--lora-subfolder <name>", "where training jobs put their LoRAs inside models/Lora", "lora-studio")
   .option("--tokenizer <dir>", "CLIP tokenizer folder for single-file base models")
   .option(

@@ -42,6 +42,7 @@ export interface ServeOptions {
   allowedOrigins?: string[];
   /** Required to bind anything but loopback. */
   listen?: boolean;
+  /** Model jobs (training, txt2img, auto-label) at once; file jobs (merge, check, index) run beside them. */
   concurrency?: number;
   uploadLimits?: UploadLimits;
   /** Subfolder of the Lora folder that training jobs write their LoRAs into (default "lora-studio"). */

@@ -29,3 +29,17 @@ export async function loadJobKind(name: string): Promise<JobKind | undefined> {
   const mod = (await import(url)) as { kind: JobKind };
   return mod.kind;
 }
+
+/**
+ * Kinds that run a model on the execution provider (the GPU on users' machines): at most the queue's
+ * `concurrency` of them at once (default 1). The other kinds only read and write files (merge, dataset check,
+ * library index) and run in a lane of their own beside them, so a one-hour training does not hold back a dataset
+ * check or a merge.
+ */
+export const MODEL_KINDS: ReadonlySet<string> = new Set(["train", "train-estimate", "auto-label", "txt2img"]);
+
+export type JobLane = "model" | "files";
+
+export function laneOf(kind: string): JobLane {
+  return MODEL_KINDS.has(kind) ? "model" : "files";
+}
