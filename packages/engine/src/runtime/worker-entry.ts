@@ -6,12 +6,13 @@ import { type CreateResult, type Request, type Response, transferables } from ".
 const port = parentPort;
 if (!port) throw new Error("worker-entry.ts must run inside a worker_thread");
 let session: Session | undefined;
-const messages: string[] = [];
 
 async function handle(req: Request): Promise<{ result: unknown; transfer: ArrayBuffer[] }> {
   switch (req.type) {
     case "create": {
-      session = await Session.create(req.modelPath, { ...req.options, onMessage: (m) => messages.push(m) });
+      // One concrete provider per request and an .onnx path: anything worth saying (fallbacks, weight copies,
+      // cache notes) is said by the caller's WorkerSession.create, which runs the provider loop.
+      session = await Session.create(req.modelPath, { ...req.options, onMessage: () => {} });
       const result: CreateResult = {
         provider: session.provider,
         fallback: session.fallback,
