@@ -21,7 +21,7 @@ import type { Browser, Page } from "playwright-core";
 import { solidPng, writeTinyTagger } from "../../trainer/test/autolabel.helpers.ts";
 import type { Service } from "../src/server/serve.ts";
 import type { A1111Host } from "./support/a1111-host.ts";
-import { ARTIFACTS, chromiumAvailable, openBrowser } from "./support/browser.ts";
+import { ARTIFACTS, chromiumAvailable, openBrowser, until } from "./support/browser.ts";
 import { call, type Dirs, makeDirs, startWithHost, waitForJob } from "./support/service.ts";
 import {
   CLIP_TOKENIZER,
@@ -159,8 +159,22 @@ test("dataset check from the Datasets tab lists the flagged pictures", { skip },
     .locator(".status", { hasText: "Dataset check done: 3 images flagged" })
     .waitFor({ timeout: 30000 });
   // 20-40 px pictures are below the 512 px training resolution
-  for (const f of ["red.png", "red2.png", "human.png"])
+  for (const f of ["red.png", "red2.png", "human.png"]) {
     await tab.locator(".banner.flags div", { hasText: new RegExp(`^${f.replace(".", "\\.")}:`) }).waitFor();
+    // and on the picture's own tile
+    await tab.locator(`.tile.flagged[data-file="${f}"] .flag`, { hasText: "under-resolution" }).waitFor();
+  }
+  await tab.locator("details.sheet summary").click();
+  // No named functions inside evaluate: tsx's keepNames would reference a helper the page does not have.
+  await tab.locator("details.sheet img").waitFor();
+  const sheet = await until("contact sheet decoded", async () => {
+    const wh = await tab
+      .locator("details.sheet img")
+      .evaluate((img: HTMLImageElement) => [img.naturalWidth, img.naturalHeight]);
+    return wh[0] > 0 ? wh : undefined;
+  });
+  assert.ok(sheet[0] > 0 && sheet[1] > 0, `contact sheet decoded: ${sheet}`);
+  await page.screenshot({ path: join(ARTIFACTS, "datasets-check.png"), fullPage: true });
 });
 
 test("the Train form's ETA comes from a measured dry-run step; the base model's loader options are there", {

@@ -13,7 +13,7 @@ import type { Browser, Page } from "playwright-core";
 import { listWebuiLoras } from "../src/bridge/webui.ts";
 import type { Service } from "../src/server/serve.ts";
 import type { A1111Host } from "./support/a1111-host.ts";
-import { ARTIFACTS, chromiumAvailable, openBrowser } from "./support/browser.ts";
+import { ARTIFACTS, chromiumAvailable, openBrowser, until } from "./support/browser.ts";
 import { call, type Dirs, makeDirs, startWithHost } from "./support/service.ts";
 import { sharp } from "./support/sharp.ts";
 
@@ -24,20 +24,6 @@ let host: A1111Host;
 let svc: Service;
 let browser: Browser;
 let page: Page;
-
-async function until<T>(
-  what: string,
-  f: () => Promise<T | undefined | false>,
-  timeoutMs = 20000,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await f().catch(() => undefined);
-    if (v !== undefined && v !== false) return v as T;
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 before(async () => {
   if (!available) return;

@@ -42,6 +42,8 @@ export class DatasetsTab extends LitElement {
   /** The running auto-label job's progress, e.g. { done: 3, total: 8 }. */
   declare labelProgress: { done: number; total: number } | null;
   private checkJob: string | null = null;
+  /** The finished check whose contact sheet is shown (its job id), or null. */
+  private sheetJob: string | null = null;
   private labelJob: string | null = null;
 
   constructor() {
@@ -60,6 +62,9 @@ export class DatasetsTab extends LitElement {
       .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)); gap: 10px; margin-top: 8px; }
       .tile { border: 1px solid var(--ls-border); border-radius: 8px; background: var(--ls-panel); padding: 6px; display: flex; flex-direction: column; gap: 4px; }
       .tile img { width: 100%; aspect-ratio: 1; object-fit: cover; border-radius: 4px; background: var(--ls-bg); }
+      .tile.flagged { border-color: var(--ls-danger); }
+      .tile .flag { color: var(--ls-danger); font-size: 12px; }
+      .sheet img { max-width: 100%; border: 1px solid var(--ls-border); border-radius: 6px; }
       textarea { width: 100%; min-height: 54px; resize: vertical; }
       .flags { font-size: 12px; }
       fieldset.auto-label { border: 1px solid var(--ls-border); border-radius: 6px; margin-top: 6px; }
@@ -81,7 +86,9 @@ export class DatasetsTab extends LitElement {
     const failed = ev.type === "state" && (ev.data?.state === "failed" || ev.data?.state === "cancelled");
     if (ev.jobId === this.checkJob) {
       if (ev.type === "result") {
-        this.checkRows = ((ev.data as { rows: CheckRow[] }).rows ?? []).filter((r) => r.flags.length > 0);
+        const result = ev.data as { rows?: CheckRow[]; contactSheet?: string | null };
+        this.checkRows = (result.rows ?? []).filter((r) => r.flags.length > 0);
+        this.sheetJob = result.contactSheet ? ev.jobId : null;
         this.status = `Dataset check done: ${this.checkRows.length} images flagged`;
       } else if (failed) this.status = `Dataset check ${ev.data?.state}: ${ev.data?.error ?? ""}`;
     } else if (ev.jobId === this.labelJob) {
@@ -113,6 +120,7 @@ export class DatasetsTab extends LitElement {
   async open(name: string): Promise<void> {
     this.current = name;
     this.checkRows = null;
+    this.sheetJob = null;
     const r = await this.api.get<{ images: Img[] }>(`/api/datasets/${encodeURIComponent(name)}/images`);
     this.images = r.images;
   }
@@ -261,19 +269,22 @@ export class DatasetsTab extends LitElement {
       }
       <p class="status" role="status" aria-live="polite">${this.status}</p>
       ${this.checkRows && this.checkRows.length > 0 ? html`<div class="banner flags">${this.checkRows.map((r) => html`<div><b>${r.relPath}</b>: ${r.flags.map((f) => f.detail).join("; ")}</div>`)}</div>` : nothing}
+      ${this.sheetJob ? html`<details class="sheet"><summary>Contact sheet</summary><img alt="contact sheet of the dataset check" src=${this.api.url(`/api/jobs/${encodeURIComponent(this.sheetJob)}/contact-sheet`)} /></details>` : nothing}
       <div class="grid">
-        ${this.images.map(
-          (img) => html`<div class="tile" data-file=${img.file}>
+        ${this.images.map((img) => {
+          const flags = this.checkRows?.find((r) => r.relPath === img.file)?.flags ?? [];
+          return html`<div class=${flags.length > 0 ? "tile flagged" : "tile"} data-file=${img.file}>
             <img alt=${img.file} loading="lazy" src=${this.api.url(`/api/datasets/${encodeURIComponent(ds ?? "")}/images/${encodeURIComponent(img.file)}?thumb=256`)} />
             <span class="muted">${img.file} · ${img.width}×${img.height}</span>
+            ${flags.length > 0 ? html`<span class="flag" title=${flags.map((f) => f.detail).join("\n")}>⚑ ${flags.map((f) => f.kind).join(", ")}</span>` : nothing}
             <textarea aria-label=${`caption of ${img.file}`} .value=${img.caption}
               @change=${(e: Event) => this.saveCaption(img, (e.target as HTMLTextAreaElement).value)}
               @keydown=${(e: KeyboardEvent) => {
                 if (e.key === "Enter" && (e.ctrlKey || e.metaKey))
                   void this.saveCaption(img, (e.target as HTMLTextAreaElement).value);
               }}></textarea>
-          </div>`,
-        )}
+          </div>`;
+        })}
       </div>
     `;
   }

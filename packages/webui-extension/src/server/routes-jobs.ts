@@ -1,4 +1,5 @@
 /** /api/jobs and /api/train: job list/create/pause/resume/cancel, event history, run files, the trainer's config schema. */
+import { join } from "node:path";
 import { Router } from "express";
 import { JobQueue } from "../jobs/queue.ts";
 import type { JobStore } from "../jobs/store.ts";
@@ -39,6 +40,15 @@ export function jobRoutes(queue: JobQueue): Router {
     if (!RUN_FILE_TYPES.test(abs)) throw new PathError(String(req.query.path), "only pictures are served");
     res.set("Cache-Control", "no-cache");
     res.sendFile(abs, { dotfiles: "deny" });
+  });
+  // The contact sheet a finished dataset check wrote (every picture, flagged ones marked).
+  r.get("/:id/contact-sheet", (req, res) => {
+    const job = queue.store.get(req.params.id);
+    const sheet = (job?.result as { contactSheet?: unknown } | null | undefined)?.contactSheet;
+    if (job?.kind !== "dataset-check" || typeof sheet !== "string" || !/^[\w-]+\.png$/.test(sheet))
+      return void res.status(404).json({ error: `no contact sheet for job ${req.params.id}` });
+    res.set("Cache-Control", "no-cache");
+    res.sendFile(join(queue.env.dataDir, "checks", sheet), { dotfiles: "deny" });
   });
   r.post("/", async (req, res) => {
     res.status(202).json(await queue.submit(String(req.body?.kind), req.body?.params));

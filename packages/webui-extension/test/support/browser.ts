@@ -36,3 +36,18 @@ export async function openBrowser(
   page.on("pageerror", (e) => console.error("page error:", e.message));
   return { browser, page };
 }
+
+/** Polls `f` every 100 ms until it yields something other than undefined/false (errors count as not yet). */
+export async function until<T>(
+  what: string,
+  f: () => Promise<T | undefined | false>,
+  timeoutMs = 20000,
+): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await f().catch(() => undefined);
+    if (v !== undefined && v !== false) return v as T;
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
