@@ -199,6 +199,7 @@ export {
   type ConcreteProvider,
   type ExecutionProviderChoice,
   INSTALL_HINT,
+  isGpuProvider,
   unavailableReason,
 } from "./runtime/providers.ts";
 export { ortSessionOptions, Session, SessionCreateError, type SessionOptions } from "./runtime/session.ts";

@@ -3,7 +3,8 @@
  * message that names what was missing and how to install it. Facts (onnxruntime-node 1.30): cpu and webgpu are
  * bundled; cuda/tensorrt need the CUDA build of ORT (ONNXRUNTIME_NODE_INSTALL=cuda12) plus CUDA 12 and cuDNN 9
  * runtime libraries (TensorRT 10 libraries for tensorrt); webgpu needs libvulkan.so.1 and a GPU with a Vulkan
- * driver on Linux. Availability is only known by trying to create a session, so `auto` does exactly that.
+ * driver on Linux. Whether a provider works is only known by creating a session, so `auto` tries each in turn,
+ * except those whose libraries are plainly missing (unavailableReason), which it skips without a native try.
  */
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -27,6 +28,11 @@ export const INSTALL_HINT: Record<ConcreteProvider, string> = {
   webgpu:
     "WebGPU on Linux needs libvulkan.so.1 and a GPU with a Vulkan driver (CPU drivers such as lavapipe are refused)",
 };
+
+/** Providers that run on a GPU: 16-bit weights stay in place and fp16 compute applies there. */
+export function isGpuProvider(provider: string | undefined): boolean {
+  return provider === "cuda" || provider === "tensorrt" || provider === "webgpu";
+}
 
 /** The `executionProviders` list for one concrete provider. */
 export function providerConfig(

@@ -10,6 +10,7 @@ import {
   fp32CacheForProvider,
   type HostTensor,
   initialTrainState,
+  isGpuProvider,
   kohyaLoraInit,
   type LoraModuleInfo,
   type MessageSink,
@@ -160,7 +161,7 @@ export async function setupRun(
     ...requested,
     execution_provider: await resolveExecutionProvider(requested.execution_provider, engineSay),
   };
-  if (config.mixed_precision === "fp16" && !gpuProvider(config.execution_provider)) {
+  if (config.mixed_precision === "fp16" && !isGpuProvider(config.execution_provider)) {
     say(
       `mixed_precision: fp16 needs a GPU execution provider (cuda, tensorrt or webgpu, or auto finding one); on ${config.execution_provider} training runs in fp32`,
       "warn",
@@ -269,7 +270,7 @@ export async function setupRun(
       textEncoder: teRanks && { ranks: teRanks, clipSkip: config.clip_skip },
       // fp16 only on a GPU provider: ORT's CPU runs fp16 through inserted Casts (slower, more memory).
       computeDType:
-        config.mixed_precision === "fp16" && gpuProvider(config.execution_provider) ? "float16" : "float32",
+        config.mixed_precision === "fp16" && isGpuProvider(config.execution_provider) ? "float16" : "float32",
     });
     cleanups.push(() => graphs.release());
     const firstBucket = plan.buckets[0].bucket;
@@ -400,8 +401,4 @@ function openLogs(dir: string): RunLogs {
       metrics.close();
     },
   };
-}
-
-function gpuProvider(provider: TrainConfig["execution_provider"]): boolean {
-  return provider === "cuda" || provider === "tensorrt" || provider === "webgpu";
 }

@@ -34,11 +34,15 @@ const ALIGN = 64;
 const PLACEHOLDERS = { sample_sha256: "0".repeat(64), data_crc32: "0".repeat(8) } as const;
 
 /** The source tensors a component's cache holds, in cache-file order (64-byte-multiple sizes first). */
+/** A planned tensor's size once stored as float32. */
+export function f32Bytes(t: TensorInfo): number {
+  return t.dtype === "F32" ? t.byteLength : t.byteLength * 2;
+}
+
 export function cachePlan(source: SafetensorsFile, prefix: string): TensorInfo[] {
   const picked = [...source.tensors.values()].filter(
     (t) => t.name.startsWith(prefix) && (t.dtype === "F16" || t.dtype === "BF16" || t.dtype === "F32"),
   );
-  const f32Bytes = (t: TensorInfo) => (t.dtype === "F32" ? t.byteLength : t.byteLength * 2);
   const aligned = picked.filter((t) => f32Bytes(t) % ALIGN === 0);
   return [...aligned, ...picked.filter((t) => f32Bytes(t) % ALIGN !== 0)];
 }

@@ -19,8 +19,8 @@
  *
  * Size: after a build the folder is trimmed to `maxBytes` (default 20 GiB), least recently used first (each use
  * sets the file's atime), counting ORT's optimized models stored beside the weights (../../runtime/
- * optimized-cache.ts), which go with their weight file; the log line states the file and folder sizes. Temp files left by killed builds
- * are removed.
+ * optimized-cache.ts), which go with their weight file; the log line states the file and folder sizes. Temp
+ * files left by killed builds are removed.
  */
 import { createHash } from "node:crypto";
 import { existsSync, statSync, utimesSync } from "node:fs";
@@ -31,8 +31,9 @@ import { openSafetensors, type SafetensorsFile } from "@lora-studio/prompt-lora"
 import { consoleSink, bytesText as gib, type MessageSink, sizeLevel } from "../../runtime/messages.ts";
 import { trimOptimizedModels } from "../../runtime/optimized-cache.ts";
 import { pidAlive } from "../../runtime/pid.ts";
+import { isGpuProvider } from "../../runtime/providers.ts";
 import { CheckpointError } from "./errors.ts";
-import { cachePlan, cacheProblem, hasHalfTensors, writeCacheFile } from "./fp32-cache-file.ts";
+import { cachePlan, cacheProblem, f32Bytes, hasHalfTensors, writeCacheFile } from "./fp32-cache-file.ts";
 
 export interface Fp32CacheOptions {
   /** Cache folder. Default: $LORA_STUDIO_WEIGHT_CACHE, else $LORA_STUDIO_CACHE_DIR/weights, else
@@ -96,7 +97,7 @@ export function fp32CacheForProvider(
   provider: string | undefined,
   onMessage?: MessageSink,
 ): false | Fp32CacheOptions {
-  if (provider === "cuda" || provider === "tensorrt" || provider === "webgpu") return false;
+  if (isGpuProvider(provider)) return false;
   if (fp32CacheDisabledByEnv()) return false;
   return onMessage ? { onMessage } : {};
 }
@@ -306,7 +307,7 @@ export async function openFp32Cache(
       say(
         `lora-studio: fp32 weight cache: converting ${component} of ${source.path} to float32 ` +
           `(${first === "missing" ? "first use" : `rebuild: ${first}`}; once per checkpoint)…`,
-        sizeLevel(plan.reduce((n, t) => n + (t.dtype === "F32" ? t.byteLength : 2 * t.byteLength), 0)),
+        sizeLevel(plan.reduce((n, t) => n + f32Bytes(t), 0)),
       );
       const bytes = await writeCacheFile(path, source, plan, identity);
       const after = await sourceIdentity(source.path, prefix);
