@@ -1,6 +1,7 @@
 /** /api/jobs and /api/train: job list/create/pause/resume/cancel, event history, run files, the trainer's config schema. */
 import { join } from "node:path";
 import { Router } from "express";
+import { contactSheetDir } from "../jobs/kinds/dataset-check.ts";
 import { JobQueue } from "../jobs/queue.ts";
 import type { JobStore } from "../jobs/store.ts";
 import type { JobEnvironment } from "../jobs/types.ts";
@@ -48,7 +49,7 @@ export function jobRoutes(queue: JobQueue): Router {
     if (job?.kind !== "dataset-check" || typeof sheet !== "string" || !/^[\w-]+\.png$/.test(sheet))
       return void res.status(404).json({ error: `no contact sheet for job ${req.params.id}` });
     res.set("Cache-Control", "no-cache");
-    res.sendFile(join(queue.env.dataDir, "checks", sheet), { dotfiles: "deny" });
+    res.sendFile(join(contactSheetDir(queue.env.dataDir), sheet), { dotfiles: "deny" });
   });
   r.post("/", async (req, res) => {
     res.status(202).json(await queue.submit(String(req.body?.kind), req.body?.params));

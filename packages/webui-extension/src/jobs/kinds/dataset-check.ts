@@ -8,6 +8,11 @@ import { datasetCheck } from "@lora-studio/trainer";
 import { checkName, resolveInside } from "../../library/safe-path.ts";
 import { type JobContext, type JobEnvironment, type JobKind, JobParamsError } from "../types.ts";
 
+/** Where contact sheets go, under the service's data folder (served by GET /api/jobs/:id/contact-sheet). */
+export function contactSheetDir(dataDir: string): string {
+  return join(dataDir, "checks");
+}
+
 interface DatasetCheckParams {
   dataset: string;
   dir: string;
@@ -23,7 +28,7 @@ async function prepare(raw: unknown, env: JobEnvironment): Promise<DatasetCheckP
   if (typeof resolution !== "number" || !Number.isInteger(resolution) || resolution < 64) {
     throw new JobParamsError("dataset-check", "resolution must be an integer >= 64");
   }
-  return { dataset, dir, resolution, contactSheetDir: join(env.dataDir, "checks") };
+  return { dataset, dir, resolution, contactSheetDir: contactSheetDir(env.dataDir) };
 }
 
 async function run(ctx: JobContext) {

@@ -31,12 +31,12 @@ export async function loadJobKind(name: string): Promise<JobKind | undefined> {
 }
 
 /**
- * Kinds that run a model on the execution provider (the GPU on users' machines): at most the queue's
- * `concurrency` of them at once (default 1). The other kinds only read and write files (merge, dataset check,
- * library index) and run in a lane of their own beside them, so a one-hour training does not hold back a dataset
- * check or a merge.
+ * Kinds that run a model through ONNX Runtime (the GPU on users' machines): those in a child process and the
+ * in-service txt2img. At most the queue's `concurrency` of them run at once (default 1). The other kinds only
+ * read and write files (merge, dataset check, library index) and run in a lane of their own beside them, so a
+ * one-hour training does not hold back a dataset check or a merge.
  */
-export const MODEL_KINDS: ReadonlySet<string> = new Set(["train", "train-estimate", "auto-label", "txt2img"]);
+export const MODEL_KINDS: ReadonlySet<string> = new Set([...OWN_PROCESS_KINDS, ...IN_SERVICE_KINDS]);
 
 export type JobLane = "model" | "files";
 
